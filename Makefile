@@ -1,0 +1,38 @@
+# make demo   creates .venv, installs edgeopt, compresses the shipped Fashion-MNIST model to INT8 and prints the report
+# make test   same set-up, then the whole test suite
+# make bench  same set-up, then the compress benchmark (bench/results/compress.json and .md)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# torch is only needed by the tests (to export models to ONNX); the CPU wheel avoids GBs of CUDA packages.
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+DEMO_OUT ?= out/demo
+JOBS   ?= 2
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/edgeopt compress edgeopt/assets/fashion_mnist_cnn.onnx --int8 \
+	    --calib edgeopt/assets/fashion_mnist_subset-images-idx3-ubyte.gz --value-range 0,1 \
+	    -o $(DEMO_OUT)/fashion_mnist_int8.tflite
+
+test: $(STAMP)
+	bash scripts/install-test-deps.sh
+	$(VENV)/bin/pytest -n $(JOBS) --dist loadfile -q
+
+bench: $(STAMP)
+	$(PY) bench/compress_bench.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

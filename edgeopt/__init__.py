@@ -1,0 +1,93 @@
+"""edgeopt: ONNX or Keras in, a small, fast, checked `.tflite` out.
+
+The public API; each function is a thin layer over the same stage registry the CLI and recipes use.
+
+>>> import edgeopt
+>>> result = edgeopt.compress("model.onnx", precision="int8", calib="images/", output="m.tflite")  # doctest: +SKIP
+>>> result.report["fidelity"][0]["top1_agreement"]                                               # doctest: +SKIP
+0.995
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .errors import EdgeoptError
+
+__version__ = "0.1.0"
+__all__ = ["EdgeoptError", "compress", "load", "convert", "quantize", "inspect", "benchmark", "run_recipe"]
+
+
+def compress(model: str | Path, *, precision: str = "int8", output: str | Path | None = None,
+             calib: str | Path | None = None, data: Mapping[str, Any] | None = None,
+             import_params: Mapping[str, Any] | None = None, ptq_params: Mapping[str, Any] | None = None,
+             report: Mapping[str, Any] | None = None, quiet: bool = True):
+    """Import ``model``, convert it at ``precision`` (fp32, fp16, dynamic-range or int8), measure and report.
+
+    ``data``/``import_params``/``ptq_params``/``report`` take the fields of DataParams, ImportParams, PTQParams and
+    ReportParams (``edgeopt stages`` lists them). Returns a :class:`edgeopt.pipeline.RunResult`.
+    """
+    from .params import DataParams, ReportParams
+    from .pipeline import StageCall, run
+
+    calls = [StageCall("import", dict(import_params or {}))]
+    if precision == "int8":
+        calls.append(StageCall("quantize.ptq", dict(ptq_params or {})))
+    else:
+        calls.append(StageCall("convert.tflite", {"precision": precision}))
+    d = DataParams(**{**(data or {}), **({"calib": str(calib)} if calib is not None else {})})
+    return run(model, calls, output=output, data=d, report=ReportParams(**(report or {})), quiet=quiet)
+
+
+def run_recipe(recipe: str | Path, model: str | Path, *, output: str | Path, calib: str | Path | None = None,
+               quiet: bool = True):
+    """Run a recipe TOML file on ``model``; see :mod:`edgeopt.recipe`."""
+    from .pipeline import run
+    from .recipe import load_recipe
+
+    r = load_recipe(recipe)
+    return run(model, r.calls, output=output, data=r.data_params(calib=None if calib is None else str(calib)),
+               report=r.report_params(), quiet=quiet)
+
+
+def load(model: str | Path, *, input_shapes: Mapping[str, Sequence[int]] | None = None):
+    """Import an ONNX or Keras file as an :class:`edgeopt.frontends.spec.ImportedModel` (a trainable Keras graph)."""
+    from .frontends import load_model
+
+    return load_model(model, input_shapes=input_shapes)
+
+
+def convert(model: str | Path, *, output: str | Path, precision: str = "fp32", quiet: bool = True):
+    """Import and convert to `.tflite` at fp32, fp16 or dynamic-range precision, without a report."""
+    from .pipeline import StageCall, run
+
+    return run(model, [StageCall("import"), StageCall("convert.tflite", {"precision": precision})],
+               output=output, report=None, quiet=quiet)
+
+
+def quantize(model: str | Path, *, output: str | Path, calib: str | Path | None = None,
+             io_type: str = "int8", quiet: bool = True, **data: Any):
+    """Import and quantize to a full-integer INT8 `.tflite`, without a report; ``data`` as in DataParams."""
+    from .params import DataParams
+    from .pipeline import StageCall, run
+
+    d = DataParams(**{**data, **({"calib": str(calib)} if calib is not None else {})})
+    return run(model, [StageCall("import"), StageCall("quantize.ptq", {"io_type": io_type})],
+               output=output, data=d, report=None, quiet=quiet)
+
+
+def inspect(model: str | Path, *, delegates: bool = False) -> dict:
+    """Summary of a `.onnx` or `.tflite` file: I/O, op histogram, params, MACs, quantization (+ delegates)."""
+    from .analyze import analyze_delegates, summarize
+
+    out = {"summary": summarize(model)}
+    if delegates:
+        out["delegates"] = analyze_delegates(model)
+    return out
+
+
+def benchmark(model: str | Path, *, num_threads: int = 1, num_runs: int = 50, warmup_runs: int = 5, **options: Any):
+    """Latency statistics of a `.tflite` on this host (see :func:`device_bench.runner.benchmark`)."""
+    from device_bench.runner import benchmark as run_bench
+
+    return run_bench(str(model), num_threads=num_threads, num_runs=num_runs, warmup_runs=warmup_runs, **options)

@@ -1,0 +1,102 @@
+"""Keras → `.tflite`: FP32, FP16, dynamic-range and full-integer INT8.
+
+The model is converted through a concrete function with batch 1 and one signature (``serving_default``) whose
+input and output names are the original model's tensor names (made safe for TensorFlow), so the `.tflite` can be
+driven by name and its shapes are static, as the Edge TPU compiler and most delegates require.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterable, Literal, Sequence
+
+import numpy as np
+
+from ._tf import tf
+from .errors import ConversionError
+
+Precision = Literal["fp32", "fp16", "dynamic-range", "int8"]
+IOType = Literal["int8", "uint8", "float32"]
+
+
+def safe_name(name: str, index: int = 0) -> str:
+    """A TensorFlow-legal tensor name for an ONNX/Keras name ('input.1' → 'input_1', '0' → 't_0').
+
+    >>> safe_name("input.1"), safe_name("123"), safe_name("x:0")
+    ('input_1', 't_123', 'x_0')
+    """
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name) or f"t{index}"
+    return s if s[0].isalpha() else f"t_{s}"
+
+
+def unique_safe_names(names: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for i, n in enumerate(names):
+        s = safe_name(n, i)
+        while s in out:
+            s = f"{s}_{i}"
+        out.append(s)
+    return out
+
+
+def to_tflite(
+    model,
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    precision: Precision = "fp32",
+    representative: Callable[[], Iterable[list[np.ndarray]]] | None = None,
+    io_type: IOType = "float32",
+    per_channel: bool = True,
+) -> bytes:
+    """Convert a tf_keras model; ``input_names``/``output_names`` become the signature's names (already safe).
+
+    ``representative`` yields lists of batch-1 float arrays in the Keras layout, one per input (INT8 only).
+
+    >>> data = to_tflite(model, input_names=["x"], output_names=["y"], precision="fp16")  # doctest: +SKIP
+    """
+    T = tf()
+    specs = [
+        T.TensorSpec((1,) + tuple(int(d) for d in inp.shape[1:]), T.float32, name=n)
+        for inp, n in zip(model.inputs, input_names)
+    ]
+
+    @T.function
+    def serve(*args):
+        outs = model(list(args) if len(args) > 1 else args[0], training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        return {n: o for n, o in zip(output_names, outs)}
+
+    try:
+        concrete = serve.get_concrete_function(*specs)
+        conv = T.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    except Exception as exc:  # TF raises many types for graphs it cannot trace
+        raise ConversionError(f"the model cannot be traced for conversion: {exc}") from None
+    _configure(conv, precision=precision, representative=representative, io_type=io_type, per_channel=per_channel)
+    try:
+        return conv.convert()
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()
+        raise ConversionError(
+            f"TFLite conversion ({precision}) failed: {msg[-1] if msg else type(exc).__name__}",
+            hint="run `edgeopt inspect` on the source model to see its ops",
+        ) from None
+
+
+def _configure(conv, *, precision, representative, io_type, per_channel) -> None:
+    T = tf()
+    if precision == "fp32":
+        return
+    conv.optimizations = [T.lite.Optimize.DEFAULT]
+    if precision == "fp16":
+        conv.target_spec.supported_types = [T.float16]
+    elif precision == "int8":
+        if representative is None:
+            raise ConversionError("INT8 conversion needs representative samples")
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [T.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = {"int8": T.int8, "uint8": T.uint8, "float32": T.float32}[io_type]
+        conv.inference_output_type = conv.inference_input_type
+        # Per-channel weight scales are the converter's default; per-tensor is the older, coarser scheme.
+        conv._experimental_disable_per_channel = not per_channel
+    elif precision != "dynamic-range":
+        raise ConversionError(f"unknown precision {precision!r}")

@@ -1,0 +1,52 @@
+"""The one error family of edgeopt.
+
+Every failure a user can cause (a bad model file, an unsupported op, data that does not fit the input, an
+unwritable output path) is raised as an :class:`EdgeoptError` whose message says what was wrong, where, and what
+to do. The CLI prints these without a traceback and exits with ``exit_code``.
+"""
+from __future__ import annotations
+
+
+class EdgeoptError(Exception):
+    """Base class: a problem with the user's input or environment, explained in the message."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message}\n  hint: {hint}")
+
+
+class ModelFileError(EdgeoptError):
+    """The model file cannot be read: not a model, truncated, wrong IR version or opset, bad structure."""
+
+
+class UnsupportedModelError(EdgeoptError):
+    """The model is valid but uses ops, domains or attributes edgeopt cannot map (all listed at once)."""
+
+
+class ParityError(EdgeoptError):
+    """An imported or converted model does not reproduce the reference outputs within the tolerance."""
+
+    exit_code = 3
+
+
+class DataError(EdgeoptError):
+    """Calibration or evaluation data is missing, empty, or does not fit the model input."""
+
+
+class RecipeError(EdgeoptError):
+    """A recipe or stage parameter is invalid (unknown stage, unknown key, wrong type)."""
+
+
+class OutputError(EdgeoptError):
+    """An output path cannot be written."""
+
+
+class ConversionError(EdgeoptError):
+    """The TFLite converter rejected the model."""
+
+
+class DeviceError(EdgeoptError):
+    """A device, delegate or remote host could not be used."""

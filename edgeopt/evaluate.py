@@ -1,0 +1,75 @@
+"""Measuring a converted model against its FP32 reference: fidelity, conversion parity, latency.
+
+Fidelity runs both `.tflite` files on the held-back samples (never used for calibration) and compares outputs:
+top-1 agreement for classifier outputs, max/mean absolute error and cosine similarity for every output.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .frontends.spec import TensorSpec
+
+
+def is_classifier(spec: TensorSpec) -> bool:
+    """A vector of class scores: [1, K], [1, K, 1, 1] or [1, 1, 1, K] with K >= 2."""
+    shape = tuple(int(d) for d in spec.onnx_shape)
+    k = int(np.prod(shape[1:])) if len(shape) > 1 else 0
+    return k >= 2 and max(shape[1:]) == k
+
+
+def compare_outputs(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray],
+                    specs: Sequence[TensorSpec]) -> list[dict]:
+    """Per output: errors of ``candidate`` against ``reference`` (both (N, ...) float arrays)."""
+    rows = []
+    for spec, ref, cand in zip(specs, reference, candidate):
+        r = ref.reshape(len(ref), -1).astype(np.float64)
+        c = cand.reshape(len(cand), -1).astype(np.float64)
+        diff = np.abs(r - c)
+        scale = float(np.max(np.abs(r))) or 1.0
+        # cosine = <r, c> / (|r| |c|), per sample; an all-zero pair counts as identical
+        norms = np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1)
+        cos = np.where(norms > 0, np.sum(r * c, axis=1) / np.where(norms > 0, norms, 1.0), 1.0)
+        row = {
+            "name": spec.name,
+            "max_abs_error": float(diff.max()),
+            "mean_abs_error": float(diff.mean()),
+            "max_rel_error": float(diff.max() / scale),
+            "cosine_mean": float(cos.mean()),
+            "cosine_min": float(cos.min()),
+        }
+        if is_classifier(spec):
+            row["top1_agreement"] = float(np.mean(np.argmax(r, axis=1) == np.argmax(c, axis=1)))
+        rows.append(row)
+    return rows
+
+
+def run_tflite(path, inputs_keras: Sequence[np.ndarray], *, input_names: Sequence[str],
+               output_names: Sequence[str], num_threads: int = 1) -> list[np.ndarray]:
+    from .runtime import TFLiteModel, run_ordered
+
+    return run_ordered(TFLiteModel(path, num_threads=num_threads), inputs_keras, input_names=input_names,
+                       output_names=output_names)
+
+
+def run_keras(model, inputs_keras: Sequence[np.ndarray]) -> list[np.ndarray]:
+    outs = model.predict(list(inputs_keras) if len(inputs_keras) > 1 else inputs_keras[0], verbose=0, batch_size=32)
+    return [np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+
+
+def latency(path, *, num_threads: int, warmup_runs: int, num_runs: int) -> Mapping:
+    """Median and spread of local LiteRT latency (XNNPACK, the default CPU delegate), via device_bench."""
+    from device_bench.runner import benchmark
+
+    res = benchmark(str(path), num_threads=num_threads, warmup_runs=warmup_runs, num_runs=num_runs)
+    lat = res["latency_ms"]
+    return {
+        "median_ms": lat["median"],
+        "mean_ms": lat["mean"],
+        "p90_ms": lat["p90"],
+        "std_ms": lat["std"],
+        "runs": lat["count"],
+        "threads": num_threads,
+        "delegate": "XNNPACK",
+    }

@@ -1,0 +1,84 @@
+"""The typed, frozen parameters of every stage, and of the run's data and report.
+
+Every field is a recipe key and a CLI flag (``parity_tolerance`` ↔ ``--parity-tolerance``); its ``help`` metadata is
+shown by ``edgeopt stages`` and ``edgeopt compress --help``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+def _f(default, help: str):
+    if isinstance(default, (list, tuple)):
+        return field(default=tuple(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Where calibration/evaluation samples come from and how raw images are preprocessed."""
+
+    calib: str | None = _f(None, "calibration data: an image folder, a .npy/.npz file (already preprocessed, "
+                                 "original model layout) or an idx file")
+    calib_samples: int = _f(256, "at most this many samples are read")
+    holdout: float = _f(0.2, "fraction of the samples held back from calibration to measure fidelity")
+    size: tuple[int, ...] = _f((), "resize images to H,W (default: the model input's size)")
+    mean: tuple[float, ...] = _f((0.0,), "per-channel mean subtracted after value-range scaling")
+    std: tuple[float, ...] = _f((1.0,), "per-channel std divided by after the mean")
+    channel_order: Literal["rgb", "bgr"] = _f("rgb", "channel order the model expects")
+    value_range: tuple[float, ...] = _f((0.0, 1.0), "pixel values 0..255 are mapped onto LO,HI")
+
+    def __post_init__(self):
+        if len(self.value_range) != 2 or self.value_range[0] >= self.value_range[1]:
+            raise ValueError(f"value_range must be LO,HI with LO < HI, got {self.value_range}")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
+        if self.calib_samples < 1:
+            raise ValueError(f"calib_samples must be at least 1, got {self.calib_samples}")
+        if len(self.size) not in (0, 1, 2):
+            raise ValueError(f"size must be H or H,W, got {self.size}")
+
+
+@dataclass(frozen=True)
+class ImportParams:
+    """Import an ONNX or Keras model as a trainable Keras graph and check it against onnxruntime."""
+
+    input_shape: tuple[str, ...] = _f((), "fix dynamic dimensions: NAME:1,3,320,320 (repeatable; batch → 1)")
+    parity_tolerance: float = _f(1e-4, "maximum import error, relative to each output's largest magnitude")
+    parity_samples: int = _f(4, "number of inputs the parity check runs")
+
+    def __post_init__(self):
+        if self.parity_tolerance <= 0:
+            raise ValueError(f"parity_tolerance must be positive, got {self.parity_tolerance}")
+        if self.parity_samples < 1:
+            raise ValueError(f"parity_samples must be at least 1, got {self.parity_samples}")
+
+
+@dataclass(frozen=True)
+class ConvertParams:
+    """Convert a Keras model to .tflite without calibration data."""
+
+    precision: Literal["fp32", "fp16", "dynamic-range"] = _f("fp32", "weights/activations precision")
+
+
+@dataclass(frozen=True)
+class PTQParams:
+    """Full-integer post-training quantization, calibrated on the run's data."""
+
+    io_type: Literal["int8", "uint8", "float32"] = _f("int8", "type of the model's inputs and outputs")
+    per_channel: bool = _f(True, "per-channel weight scales (False: one scale per tensor)")
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    """What the report measures beyond the stages themselves."""
+
+    latency_runs: int = _f(50, "timed runs per model for the local latency figures")
+    warmup_runs: int = _f(5, "untimed runs before timing")
+    num_threads: int = _f(1, "interpreter threads for latency")
+    delegates: bool = _f(True, "include the delegate-compatibility analysis")
+
+    def __post_init__(self):
+        if self.latency_runs < 1 or self.num_threads < 1 or self.warmup_runs < 0:
+            raise ValueError("latency_runs and num_threads must be at least 1, warmup_runs at least 0")

@@ -1,0 +1,1 @@
+"""Quantization: full-integer post-training quantization (PTQ)."""
