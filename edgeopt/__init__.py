@@ -78,7 +78,8 @@ def quantize(model: str | Path, *, output: str | Path, calib: str | Path | None 
 
 def inspect(model: str | Path, *, delegates: bool = False) -> dict:
     """Summary of a `.onnx` or `.tflite` file: I/O, op histogram, params, MACs, quantization (+ delegates)."""
-    from .analyze import analyze_delegates, summarize
+    from .analyze.delegates import analyze_delegates
+    from .analyze.render import summarize
 
     out = {"summary": summarize(model)}
     if delegates:

@@ -22,7 +22,10 @@ def _quiet_env() -> None:
 def tf():
     """The ``tensorflow`` module, imported with Keras 2 selected and its logging quieted."""
     _quiet_env()
-    import tensorflow
+    from ._quiet import quiet_native_stderr
+
+    with quiet_native_stderr():  # start-up lines (oneDNN, CUDA probing) that no log level reaches
+        import tensorflow
 
     tensorflow.get_logger().setLevel("ERROR")
     return tensorflow
@@ -32,6 +35,9 @@ def tf():
 def keras():
     """The ``tf_keras`` module (Keras 2), the one every edgeopt model is built with."""
     tf()
-    import tf_keras
+    from ._quiet import quiet_native_stderr
+
+    with quiet_native_stderr():
+        import tf_keras
 
     return tf_keras

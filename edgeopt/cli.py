@@ -219,10 +219,15 @@ def inspect(
 
     from rich.console import Console
 
-    from .analyze import analyze_delegates, render_inspect, summarize
+    from .analyze.delegates import analyze_delegates
+    from .analyze.render import render_inspect, summarize
     from .artifact import jsonable
 
+    from .errors import RecipeError
+
     summary = summarize(model)
+    if delegates and model.suffix.lower() != ".tflite":
+        raise RecipeError("--delegates analyses .tflite files", hint=f"compress first: edgeopt compress {model}")
     dele = analyze_delegates(model) if delegates else None
     Console().print(render_inspect(summary, delegates=dele))
     if json_out is not None:

@@ -72,8 +72,11 @@ def to_tflite(
     except Exception as exc:  # TF raises many types for graphs it cannot trace
         raise ConversionError(f"the model cannot be traced for conversion: {exc}") from None
     _configure(conv, precision=precision, representative=representative, io_type=io_type, per_channel=per_channel)
+    from ._quiet import quiet_native_stderr
+
     try:
-        return conv.convert()
+        with quiet_native_stderr():  # the converter's C++ prints its settings on fd 2
+            return conv.convert()
     except Exception as exc:
         msg = str(exc).strip().splitlines()
         raise ConversionError(

@@ -5,6 +5,7 @@ samples, local latency, op histogram, delegate compatibility, and the lineage of
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ def _fp32_reference(ctx: Context, keras_art: Artifact) -> Artifact:
 
 def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
     """Measure the last `.tflite` of the run against its FP32 reference; returns the JSON-able report."""
-    from .analyze import analyze_delegates, read_tflite
+    from .analyze.delegates import analyze_delegates
+    from .analyze.tflite import read_tflite
     from .console import status
     from .evaluate import compare_outputs, latency, run_keras, run_tflite
 
@@ -90,8 +92,15 @@ def _delegate_summary(result: dict) -> dict:
     """Keep per delegate the figures a reader compares: ops delegated, partitions, ops left on the CPU."""
     out = {}
     for name, r in result.items():
-        out[name] = {k: r[k] for k in ("compatible", "delegated_ops", "total_ops", "partitions", "cpu_ops",
-                                       "delegated_mac_fraction") if k in r}
+        cpu = [op["op"] for op in r["ops"] if not op["delegated"]]
+        out[name] = {
+            "delegated_ops": r["delegated_ops"],
+            "total_ops": r["total_ops"],
+            "partitions": r["num_partitions"],
+            "macs_fraction": r["macs_fraction"],
+            "model_reason": r["model_reason"],
+            "cpu_ops": dict(sorted(Counter(cpu).items())),
+        }
     return out
 
 

@@ -7,32 +7,13 @@ dequantized, so callers always exchange float arrays in the Keras (NHWC) layout.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from ._quiet import quiet_native_stderr
 from .errors import ModelFileError
-
-
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Silence what native code prints on fd 2 (the interpreter announces its XNNPACK delegate there)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def make_interpreter(path: str | Path, *, num_threads: int = 1):

@@ -57,7 +57,7 @@ def import_model(artifact: Artifact, params: ImportParams, ctx: Context) -> Arti
         ctx.warn(note) if note.startswith("warning") else None
     path = ctx.workdir / f"{artifact.path.stem}.keras"
     _save_keras(imported.model, path)
-    from .analyze import keras_summary
+    from .analyze.keras_summary import keras_summary
 
     summary = keras_summary(imported.model)
     return Artifact(
