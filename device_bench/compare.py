@@ -51,7 +51,7 @@ def compare(models, /, *, rounds=5, runs_per_round=10, num_threads=1, warmup_run
     }
 
 
-def plot_comparison(results, /, *, accuracy=None, out_png):
+def plot_comparison(results, /, *, accuracy=None, out_png, accuracy_label="accuracy"):
     """Write a PNG: median latency vs accuracy (point area ∝ file size) when accuracies are given, and median
     latency vs file size. Returns the PNG's path.
 
@@ -79,7 +79,7 @@ def plot_comparison(results, /, *, accuracy=None, out_png):
                    alpha=0.6)
         for k, x in zip(labels, latency):
             ax.annotate(k, (x, accuracy[k]), textcoords="offset points", xytext=(6, 6))
-        ax.set(xlabel="median latency (ms)", ylabel="accuracy", title="latency vs accuracy (area ∝ size)")
+        ax.set(xlabel="median latency (ms)", ylabel=accuracy_label, title=f"latency vs {accuracy_label} (area ∝ size)")
     ax = axes[0][panels - 1]
     ax.scatter(size_mb, latency)
     for k, x, y in zip(labels, size_mb, latency):

@@ -257,9 +257,10 @@ def main() -> None:
 
         from rich.markup import escape
 
-        err_console().print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
+        # soft_wrap: an error line stays one line in logs, whatever the terminal width
+        err_console().print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         if exc.hint:
-            err_console().print(f"  hint: {exc.hint}", markup=False, highlight=False)
+            err_console().print(f"  hint: {exc.hint}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

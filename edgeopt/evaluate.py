@@ -58,18 +58,25 @@ def run_keras(model, inputs_keras: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
 
 
-def latency(path, *, num_threads: int, warmup_runs: int, num_runs: int) -> Mapping:
-    """Median and spread of local LiteRT latency (XNNPACK, the default CPU delegate), via device_bench."""
-    from device_bench.runner import benchmark
+def interleaved_latency(models: Mapping[str, str], *, num_threads: int, warmup_runs: int, num_runs: int) -> dict:
+    """Latency of several `.tflite` files measured in one interleaved run (device_bench.compare): rounds of 10
+    runs per model in rotating order, so machine drift affects every model alike. XNNPACK, the default CPU
+    delegate; at least ``num_runs`` timed runs per model."""
+    from device_bench.compare import compare
 
-    res = benchmark(str(path), num_threads=num_threads, warmup_runs=warmup_runs, num_runs=num_runs)
-    lat = res["latency_ms"]
+    runs_per_round = 10
+    rounds = max(1, -(-num_runs // runs_per_round))  # ceil: never fewer runs than asked
+    return compare(dict(models), rounds=rounds, runs_per_round=runs_per_round, num_threads=num_threads,
+                   warmup_runs=warmup_runs)
+
+
+def latency_summary(stats: Mapping, *, num_threads: int) -> dict:
     return {
-        "median_ms": lat["median"],
-        "mean_ms": lat["mean"],
-        "p90_ms": lat["p90"],
-        "std_ms": lat["std"],
-        "runs": lat["count"],
+        "median_ms": stats["median"],
+        "mean_ms": stats["mean"],
+        "p90_ms": stats["p90"],
+        "std_ms": stats["std"],
+        "runs": stats["count"],
         "threads": num_threads,
         "delegate": "XNNPACK",
     }

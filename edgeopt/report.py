@@ -36,7 +36,7 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
     from .analyze.delegates import analyze_delegates
     from .analyze.tflite import read_tflite
     from .console import status
-    from .evaluate import compare_outputs, latency, run_keras, run_tflite
+    from .evaluate import compare_outputs, interleaved_latency, latency_summary, run_keras, run_tflite
 
     final = ctx.history[-1]
     keras_art = _last(ctx.history, "keras")
@@ -52,18 +52,19 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
         fidelity = compare_outputs(ref, run_tflite(final.path, x, **io), specs_out) if final is not fp32 else None
 
     models = {"fp32": fp32, final.meta["precision"]: final}
+    with status(f"timing {' and '.join(models)} interleaved ({params.latency_runs} runs each, "
+                f"{params.num_threads} thread)"):
+        timing = interleaved_latency({k: str(a.path) for k, a in models.items()}, num_threads=params.num_threads,
+                                     warmup_runs=params.warmup_runs, num_runs=params.latency_runs)
     columns: dict[str, dict[str, Any]] = {}
     for label, art in models.items():
         summary = read_tflite(art.path).to_dict()
-        with status(f"timing {label} ({params.latency_runs} runs, {params.num_threads} thread)"):
-            lat = latency(art.path, num_threads=params.num_threads, warmup_runs=params.warmup_runs,
-                          num_runs=params.latency_runs)
         columns[label] = {
             "size_bytes": art.path.stat().st_size,
             "params": summary["params"],
             "macs": summary["macs"],
             "op_histogram": summary["op_histogram"],
-            "latency": dict(lat),
+            "latency": latency_summary(timing["models"][label]["latency_ms"], num_threads=params.num_threads),
         }
         if params.delegates:
             columns[label]["delegates"] = _delegate_summary(analyze_delegates(art.path))
@@ -81,6 +82,7 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
         "precision": final.meta["precision"],
         "models": columns,
         "size_ratio": columns[final.meta["precision"]]["size_bytes"] / columns["fp32"]["size_bytes"],
+        "timing": timing,
         "notes": list(keras_art.meta.get("notes", [])),
         "warnings": list(ctx.warnings),
         "lineage": [s.to_dict() for s in final.lineage],
@@ -108,15 +110,33 @@ def report_paths(output: Path) -> tuple[Path, Path]:
     return output.with_name(output.stem + ".report.json"), output.with_name(output.stem + ".report.md")
 
 
-def write_report(report: dict, output: Path) -> tuple[Path, Path]:
+def write_report(report: dict, output: Path) -> tuple[Path, ...]:
+    """Write report.json, report.md and the latency plot (report.png) beside ``output``."""
     import json
 
-    from .outputs import write_text
+    from .outputs import atomic_path, write_text
 
     pj, pm = report_paths(output)
+    png = output.with_name(output.stem + ".report.png")
+    with atomic_path(png) as tmp:
+        plot_latency(report, tmp)
+    report["plot"] = png.name
     write_text(pj, json.dumps(report, indent=2) + "\n")
     write_text(pm, to_markdown(report))
-    return pj, pm
+    return pj, pm, png
+
+
+def plot_latency(report: dict, out_png: Path) -> None:
+    """Latency against size, and against top-1 agreement with FP32 when the model is a classifier."""
+    from device_bench.compare import plot_comparison
+
+    agree = [r["top1_agreement"] for r in report["fidelity"] or [] if "top1_agreement" in r]
+    accuracy = None
+    if agree:
+        accuracy = {label: 1.0 for label in report["models"]}
+        accuracy[report["precision"]] = min(agree)
+    plot_comparison(report["timing"], accuracy=accuracy, out_png=out_png,
+                    accuracy_label="top-1 agreement with FP32")
 
 
 def _mb(n: int) -> str:
@@ -162,6 +182,10 @@ def to_markdown(report: dict) -> str:
     if report.get("output"):
         out += [f"Output: `{report['output']}` ({100 * report['size_ratio']:.1f} % of the FP32 .tflite).", ""]
     out += ["## Summary", "", _md_table(summary_rows(report)), ""]
+    if report.get("plot"):
+        t = report["timing"]
+        out += [f"Latency: {t['rounds']} interleaved rounds of {t['runs_per_round']} runs per model on this host.",
+                "", f"![latency]({report['plot']})", ""]
     out += ["## Inputs and outputs", "", _md_table(
         [("tensor", "original shape", "tflite shape", "layout")]
         + [(f"in: {s['name']}", str(s["onnx_shape"]), str(s["keras_shape"]), s["layout"]) for s in report["inputs"]]

@@ -97,7 +97,7 @@ def _keras_source(artifact: Artifact, stage_name: str):
 
 
 def _io_names(artifact: Artifact) -> tuple[list[str], list[str]]:
-    from .convert import unique_safe_names
+    from .converter import unique_safe_names
 
     return (unique_safe_names([s.name for s in artifact.meta["inputs"]]),
             unique_safe_names([s.name for s in artifact.meta["outputs"]]))
@@ -120,7 +120,7 @@ def _tflite_artifact(artifact: Artifact, data: bytes, path: Path, precision: str
 def convert_tflite(artifact: Artifact, params: ConvertParams, ctx: Context) -> Artifact:
     """Convert a Keras model to an FP32, FP16 or dynamic-range .tflite."""
     from .console import status
-    from .convert import to_tflite
+    from .converter import to_tflite
 
     model = _keras_source(artifact, "convert.tflite")
     ins, outs = _io_names(artifact)
@@ -133,7 +133,7 @@ def convert_tflite(artifact: Artifact, params: ConvertParams, ctx: Context) -> A
 @stage("quantize.ptq", PTQParams)
 def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifact:
     """Full-integer INT8 post-training quantization, calibrated on the run's data."""
-    from .quantize.ptq import quantize_int8
+    from .quantization.ptq import quantize_int8
 
     model = _keras_source(artifact, "quantize.ptq")
     specs = artifact.meta["inputs"]

@@ -25,3 +25,6 @@ def material_path(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def material():
     return material_path
+
+
+from zoo import zoo_dir  # noqa: E402,F401  (session fixture: one export folder for the whole run)

@@ -131,3 +131,13 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"whole")
     assert target.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == ["m.tflite"]
+
+
+def test_public_api_names_stay_functions_after_every_module_is_imported():
+    import edgeopt
+    import edgeopt.converter  # noqa: F401
+    import edgeopt.quantization.ptq  # noqa: F401
+    import edgeopt.stages  # noqa: F401
+
+    for name in ("compress", "load", "convert", "quantize", "inspect", "benchmark", "run_recipe"):
+        assert callable(getattr(edgeopt, name)) and getattr(edgeopt, name).__module__ == "edgeopt", name

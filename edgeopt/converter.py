@@ -73,16 +73,18 @@ def to_tflite(
         raise ConversionError(f"the model cannot be traced for conversion: {exc}") from None
     _configure(conv, precision=precision, representative=representative, io_type=io_type, per_channel=per_channel)
     from ._quiet import quiet_native_stderr
+    from .quantization.compact import compact
 
     try:
         with quiet_native_stderr():  # the converter's C++ prints its settings on fd 2
-            return conv.convert()
+            data = conv.convert()
     except Exception as exc:
         msg = str(exc).strip().splitlines()
         raise ConversionError(
             f"TFLite conversion ({precision}) failed: {msg[-1] if msg else type(exc).__name__}",
             hint="run `edgeopt inspect` on the source model to see its ops",
         ) from None
+    return compact(data)
 
 
 def _configure(conv, *, precision, representative, io_type, per_channel) -> None:

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ..console import track
-from ..convert import IOType, to_tflite
+from ..converter import IOType, to_tflite
 from ..errors import DataError
 
 
