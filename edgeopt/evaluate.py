@@ -64,6 +64,16 @@ def interleaved_latency(models: Mapping[str, str], *, num_threads: int, warmup_r
     delegate; at least ``num_runs`` timed runs per model."""
     from device_bench.compare import compare
 
+    if len(models) == 1:  # nothing to interleave with: one plain benchmark
+        import os
+
+        from device_bench.runner import benchmark
+
+        (label, path), = models.items()
+        res = benchmark(path, num_threads=num_threads, warmup_runs=warmup_runs, num_runs=num_runs)
+        return {"rounds": 1, "runs_per_round": res["latency_ms"]["count"], "num_threads": num_threads,
+                "models": {label: {"path": path, "size_bytes": os.path.getsize(path),
+                                   "latency_ms": res["latency_ms"]}}}
     runs_per_round = 10
     rounds = max(1, -(-num_runs // runs_per_round))  # ceil: never fewer runs than asked
     return compare(dict(models), rounds=rounds, runs_per_round=runs_per_round, num_threads=num_threads,

@@ -28,9 +28,16 @@ def summarize(path: str | Path) -> dict[str, Any]:
 
         return read_tflite(p).to_dict()
     if suffix == ".onnx":
-        from edgeopt.analyze.onnx_summary import summarize_onnx
+        import onnx
 
-        return summarize_onnx(p).to_dict()
+        from edgeopt.analyze.onnx_summary import summarize_onnx
+        from edgeopt.frontends.onnx.inputs import import_layouts
+
+        summary = summarize_onnx(p).to_dict()
+        layouts = import_layouts(onnx.load(str(p), load_external_data=False))
+        for t in summary["inputs"]:
+            t["layout_after_import"] = layouts.get(t["name"], "as-is")
+        return summary
     raise ModelFileError(f"cannot inspect {p}: unknown model suffix '{p.suffix}'",
                          hint="inspect reads .tflite and .onnx files")
 
@@ -53,12 +60,14 @@ def _quant(t: dict[str, Any]) -> str:
 
 def _io_table(s: dict[str, Any]) -> Table:
     table = Table(title="Inputs and outputs")
-    for col in ("", "name", "shape", "dtype", "quantization"):
+    onnx_file = s["format"] == "onnx"
+    for col in ("", "name", "shape", "dtype", "layout after import" if onnx_file else "quantization"):
         table.add_column(col)
     for kind in ("inputs", "outputs"):
         for t in s[kind]:
             shape = t.get("shape_signature") or t["shape"]
-            table.add_row(kind[:-1], t["name"], str(list(shape)), t["dtype"], _quant(t))
+            last = t.get("layout_after_import", "-") if onnx_file else _quant(t)
+            table.add_row(kind[:-1], t["name"], str(list(shape)), t["dtype"], last)
     return table
 
 

@@ -75,6 +75,20 @@ def _is_nhwc_input(name: str, nodes) -> bool:
     return found
 
 
+def import_layouts(model) -> dict[str, str]:
+    """How the importer will lay out each 4-D run-time input of an ONNX ``ModelProto``, without importing it:
+    ``NCHW->NHWC`` for image inputs, ``as-is`` for inputs that are NHWC already (tf2onnx) or not 4-D."""
+    consts = {t.name for t in model.graph.initializer}
+    nodes = list(model.graph.node)
+    out = {}
+    for inp in model.graph.input:
+        if inp.name in consts:
+            continue
+        rank = len(inp.type.tensor_type.shape.dim) if inp.type.HasField("tensor_type") else 0
+        out[inp.name] = "NCHW->NHWC" if rank == 4 and not _is_nhwc_input(inp.name, nodes) else "as-is"
+    return out
+
+
 def make_inputs(graph, nodes, consts, path: Path, input_shapes: Mapping[str, Sequence[int]] | None, opset: int,
                 keras, notes: list[str]):
     """The input specs, a fresh :class:`Ctx` holding the Keras inputs, and the Keras Input tensors."""
