@@ -1,6 +1,6 @@
 # make demo   creates .venv, installs edgeopt, compresses the shipped Fashion-MNIST model to INT8 and prints the report
 # make test   same set-up, then the whole test suite
-# make bench  same set-up, then the compress benchmark (bench/results/compress.json and .md)
+# make bench  same set-up, then the benchmarks: bench/results/compress.{json,md}, bench_repeatability.{json,md}
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -33,6 +33,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/compress_bench.py
+	$(PY) bench/bench_repeatability.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

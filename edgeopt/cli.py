@@ -78,7 +78,8 @@ def compress(
                                      "or one per tensor", rich_help_panel=QNT),
     calib: Optional[Path] = typer.Option(None, "--calib", help="image folder, .npy/.npz (preprocessed, original "
                                          "layout) or idx file", rich_help_panel=PRE),
-    calib_samples: int = typer.Option(256, "--calib-samples", help="samples to read", rich_help_panel=PRE),
+    calib_samples: int = typer.Option(256, "--calib-samples", help="samples to read (a seeded random choice when there are more)",
+                                       rich_help_panel=PRE),
     holdout: float = typer.Option(0.2, "--holdout", help="fraction held back to measure fidelity",
                                   rich_help_panel=PRE),
     size: Optional[str] = typer.Option(None, "--size", help="resize images to H or H,W", rich_help_panel=PRE),

@@ -21,7 +21,7 @@ class DataParams:
 
     calib: str | None = _f(None, "calibration data: an image folder, a .npy/.npz file (already preprocessed, "
                                  "original model layout) or an idx file")
-    calib_samples: int = _f(256, "at most this many samples are read")
+    calib_samples: int = _f(256, "at most this many samples are read (a seeded random choice when there are more)")
     holdout: float = _f(0.2, "fraction of the samples held back from calibration to measure fidelity")
     size: tuple[int, ...] = _f((), "resize images to H,W (default: the model input's size)")
     mean: tuple[float, ...] = _f((0.0,), "per-channel mean subtracted after value-range scaling")

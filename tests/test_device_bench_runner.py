@@ -1,4 +1,5 @@
-"""device_bench on this host: the runner's numbers, its CLI, repeatability, and interleaved comparisons."""
+"""device_bench on this host: the runner's numbers, its CLI and interleaved comparisons (repeatability of
+two runs is a speed figure: `make bench` measures it, bench/bench_repeatability.py)."""
 from __future__ import annotations
 
 import ast
@@ -15,7 +16,6 @@ from device_bench import BenchError, benchmark
 from device_bench.cli import main
 from device_bench.compare import compare, plot_comparison
 from device_bench.runner import latency_stats, parse_delegate_options
-from device_bench.stats import median_ratio
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,23 +139,6 @@ def test_runner_works_as_a_single_copied_file(models, tmp_path):
                                             if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & {"edgeopt", "tensorflow", "device_bench", "tf_keras"}
     assert imported >= {"numpy", "ai_edge_litert", "tflite_runtime"}
-
-
-def _cli_json(model, out):
-    subprocess.run([sys.executable, "-m", "device_bench.cli", str(model), "--num-runs", "200", "--warmup-runs",
-                    "20", "--num-threads", "1", "--json", str(out)], cwd=REPO, check=True, capture_output=True)
-    return json.loads(out.read_text())
-
-
-def test_two_cli_runs_agree_within_10_percent(models, tmp_path, record_property):
-    first = _cli_json(models["medium"], tmp_path / "a.json")
-    second = _cli_json(models["medium"], tmp_path / "b.json")
-    ratio = median_ratio(first, second)
-    record_property("median_ratio", ratio)
-    print(f"repeatability: medians {first['latency_ms']['median']:.4f} ms and "
-          f"{second['latency_ms']['median']:.4f} ms, ratio {ratio:.4f}")
-    assert first["latency_ms"]["count"] == second["latency_ms"]["count"] == 200
-    assert ratio <= 1.10
 
 
 def test_compare_interleaves_and_plots(models, tmp_path):
