@@ -53,8 +53,6 @@ def import_model(artifact: Artifact, params: ImportParams, ctx: Context) -> Arti
         with status("checking parity with onnxruntime"):
             parity = check_parity(imported, samples=real, num_random=params.parity_samples,
                                   tolerance=params.parity_tolerance)
-    for note in imported.notes:
-        ctx.warn(note) if note.startswith("warning") else None
     path = ctx.workdir / f"{artifact.path.stem}.keras"
     _save_keras(imported.model, path)
     from .analyze.keras_summary import keras_summary
