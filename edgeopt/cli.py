@@ -26,31 +26,17 @@ QNT = "Precision and quantization"
 REP = "Report"
 
 
-def _floats(text: Optional[str], flag: str) -> Optional[tuple[float, ...]]:
-    if text is None:
-        return None
-    try:
-        return tuple(float(x) for x in text.replace(" ", "").split(",") if x)
-    except ValueError:
-        raise typer.BadParameter(f"{flag} takes comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: Optional[str], flag: str) -> Optional[tuple[int, ...]]:
-    vals = _floats(text, flag)
-    if vals is None:
-        return None
-    if any(v != int(v) or v < 1 for v in vals):
-        raise typer.BadParameter(f"{flag} takes positive integers, got {text!r}")
-    return tuple(int(v) for v in vals)
-
-
-def _data_params(calib, calib_samples, holdout, size, mean, std, channel_order, value_range):
+def _data_params(calib, calib_samples, holdout, size, mean, std, channel_order, value_range, resize):
+    """DataParams from the preprocessing flags (strings such as "224", "240x320", "0.485,0.456,0.406")."""
+    from .data import parse_preprocess_args
     from .params import DataParams
 
-    values = dict(calib=None if calib is None else str(calib), calib_samples=calib_samples, holdout=holdout,
-                  size=_ints(size, "--size"), mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
-                  channel_order=channel_order, value_range=_floats(value_range, "--value-range"))
-    return _checked(DataParams, {k: v for k, v in values.items() if v is not None})
+    pre = parse_preprocess_args(size=size, mean=mean, std=std, channel_order=channel_order,
+                                value_range=value_range, resize=resize)
+    return _checked(DataParams, dict(calib=None if calib is None else str(calib), calib_samples=calib_samples,
+                                     holdout=holdout, size=tuple(pre.size or ()), mean=pre.mean, std=pre.std,
+                                     channel_order=pre.channel_order, value_range=pre.value_range,
+                                     resize=pre.resize))
 
 
 def _checked(cls, values):
@@ -88,6 +74,8 @@ def compress(
     std: Optional[str] = typer.Option(None, "--std", help="per-channel std, e.g. 0.229,0.224,0.225",
                                       rich_help_panel=PRE),
     channel_order: str = typer.Option("rgb", "--channel-order", help="rgb or bgr", rich_help_panel=PRE),
+    resize: str = typer.Option("center-crop", "--resize", help="center-crop (keep the aspect ratio) or stretch",
+                               rich_help_panel=PRE),
     value_range: Optional[str] = typer.Option(None, "--value-range", help="map pixels 0..255 onto LO,HI "
                                               "(default 0,1)", rich_help_panel=PRE),
     input_shape: List[str] = typer.Option([], "--input-shape", help="fix dynamic dims: NAME:1,3,320,320 "
@@ -120,7 +108,7 @@ def compress(
     if len(chosen) > 1:
         raise typer.BadParameter("choose one of --int8, --fp16, --dynamic-range")
     precision = chosen[0] if chosen else "fp32"
-    data = _data_params(calib, calib_samples, holdout, size, mean, std, channel_order, value_range)
+    data = _data_params(calib, calib_samples, holdout, size, mean, std, channel_order, value_range, resize)
     imp = _checked(ImportParams, dict(input_shape=tuple(input_shape), parity_tolerance=parity_tolerance,
                                       parity_samples=parity_samples))
     rep = _checked(ReportParams, dict(latency_runs=latency_runs, warmup_runs=warmup_runs, num_threads=num_threads,

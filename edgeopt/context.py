@@ -54,7 +54,7 @@ class Context:
         d = self.data
         size = None if not d.size else (d.size[0], d.size[-1])
         return Preprocess(size=size, mean=tuple(d.mean), std=tuple(d.std), channel_order=d.channel_order,
-                          value_range=(d.value_range[0], d.value_range[1]))
+                          value_range=(d.value_range[0], d.value_range[1]), resize=d.resize)
 
     def samples(self, specs: Sequence[TensorSpec]) -> Samples:
         """Load (once) and split the run's data; random samples in the value range when no data was given."""

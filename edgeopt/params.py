@@ -28,6 +28,8 @@ class DataParams:
     std: tuple[float, ...] = _f((1.0,), "per-channel std divided by after the mean")
     channel_order: Literal["rgb", "bgr"] = _f("rgb", "channel order the model expects")
     value_range: tuple[float, ...] = _f((0.0, 1.0), "pixel values 0..255 are mapped onto LO,HI")
+    resize: Literal["center-crop", "stretch"] = _f("center-crop", "center-crop keeps the aspect ratio; stretch "
+                                                                  "resizes the whole image")
 
     def __post_init__(self):
         if len(self.value_range) != 2 or self.value_range[0] >= self.value_range[1]:

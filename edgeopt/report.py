@@ -5,6 +5,7 @@ samples, local latency, op histogram, delegate compatibility, and the lineage of
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
         "notes": list(keras_art.meta.get("notes", [])),
         "warnings": list(ctx.warnings),
         "lineage": [s.to_dict() for s in final.lineage],
+        "settings": {"data": dataclasses.asdict(ctx.data), "report": dataclasses.asdict(params)},
     }
     return jsonable(report)
 

@@ -62,6 +62,7 @@ def test_recipe_and_cli_write_the_same_pipeline(tmp_path):
     rep = json.loads(out.with_name("r.report.json").read_text())
     assert [s["stage"] for s in rep["lineage"]] == ["import", "quantize.ptq"]
     assert rep["lineage"][1]["params"] == {"io_type": "int8", "per_channel": True}
+    assert rep["settings"]["data"]["calib_samples"] == 256 and rep["settings"]["data"]["calib"] == str(IMAGES)
     assert rep["models"]["int8"]["latency"]["runs"] >= 50 and out.with_name("r.report.png").stat().st_size > 10_000
     assert "Fidelity of int8 vs FP32" in out.with_name("r.report.md").read_text()
 

@@ -48,7 +48,7 @@ def _pick(count: int, *, limit: int | None, seed: int | None) -> np.ndarray:
     on the first class alone would skew the quantization ranges. ``seed=None`` takes the first ``limit``.
     """
     if limit is not None and limit <= 0:
-        raise DataError(f"limit must be a positive number of samples, got {limit}.", hint="e.g. --limit 200")
+        raise DataError(f"limit must be a positive number of samples, got {limit}.", hint="e.g. --calib-samples 200")
     if limit is None or limit >= count:
         return np.arange(count)
     if seed is None:
@@ -76,7 +76,7 @@ def load_samples(
     path = Path(source)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder.",
-                        hint="give a folder of images, an idx file, or a .npy/.npz file (--calib/--data)")
+                        hint="give a folder of images, an idx file, or a .npy/.npz file (--calib)")
     suffix = path.suffix.lower()
     if path.is_dir():
         files = list_images(path)
@@ -136,7 +136,7 @@ def random_samples(spec: TensorSpec, n: int, *, preprocess: Preprocess = Preproc
         shape = (g.channels, g.height, g.width) if g.layout == "NCHW" else (g.height, g.width, g.channels)
     if any(d <= 0 for d in shape):
         raise DataError(f"model input '{spec.name}' has dynamic dimensions {list(spec.onnx_shape)}; random "
-                        "samples need a fixed shape.", hint="give real data (--calib/--data) instead")
+                        "samples need a fixed shape.", hint="give real data (--calib) instead")
     if np.dtype(spec.dtype).kind in "biu":
         return rng.integers(math.ceil(lo), math.floor(hi) + 1, size=(n, *shape)).astype(spec.dtype)
     x = rng.uniform(lo, hi, size=(n, *shape)).astype(np.float32)
