@@ -59,7 +59,8 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
                                      warmup_runs=params.warmup_runs, num_runs=params.latency_runs)
     columns: dict[str, dict[str, Any]] = {}
     for label, art in models.items():
-        summary = read_tflite(art.path).to_dict()
+        parsed = read_tflite(art.path)
+        summary = parsed.to_dict()
         columns[label] = {
             "size_bytes": art.path.stat().st_size,
             "params": summary["params"],
@@ -68,7 +69,7 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
             "latency": latency_summary(timing["models"][label]["latency_ms"], num_threads=params.num_threads),
         }
         if params.delegates:
-            columns[label]["delegates"] = _delegate_summary(analyze_delegates(art.path))
+            columns[label]["delegates"] = _delegate_summary(analyze_delegates(parsed))  # no second read
     source = ctx.history[0]
     report = {
         "source": {"path": str(source.path), "format": source.format, "size_bytes": source.metrics["size_bytes"]},

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from zoo import ZOO, ZooEntry, sample_input, source_model, zoo_dir, zoo_model  # noqa: F401 (zoo_dir: fixture)
+from zoo import ZOO, ZooEntry, sample_input, source_model, zoo_model
 
 CASES = [pytest.param(item, id=item.id, marks=[pytest.mark.slow] if item.slow else []) for item in ZOO]
 

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-import onnx
 from onnx import numpy_helper
 
 from edgeopt.errors import EdgeoptError, ModelFileError, UnsupportedModelError
