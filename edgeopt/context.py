@@ -53,8 +53,10 @@ class Context:
 
         d = self.data
         size = None if not d.size else (d.size[0], d.size[-1])
-        return Preprocess(size=size, mean=tuple(d.mean), std=tuple(d.std), channel_order=d.channel_order,
-                          value_range=(d.value_range[0], d.value_range[1]), resize=d.resize)
+        stated = tuple(k for k in ("value_range", "mean", "std") if getattr(d, k))
+        return Preprocess(size=size, mean=tuple(d.mean or (0.0,)), std=tuple(d.std or (1.0,)),
+                          channel_order=d.channel_order, value_range=tuple(d.value_range or (0.0, 1.0)),
+                          resize=d.resize, stated=stated)
 
     def samples(self, specs: Sequence[TensorSpec]) -> Samples:
         """Load (once) and split the run's data; random samples in the value range when no data was given."""

@@ -79,12 +79,47 @@ def to_tflite(
         with quiet_native_stderr():  # the converter's C++ prints its settings on fd 2
             data = conv.convert()
     except Exception as exc:
-        msg = str(exc).strip().splitlines()
-        raise ConversionError(
-            f"TFLite conversion ({precision}) failed: {msg[-1] if msg else type(exc).__name__}",
-            hint="run `edgeopt inspect` on the source model to see its ops",
-        ) from None
+        raise _conversion_error(str(exc), precision, concrete, model) from None
     return compact(data)
+
+
+_REFUSED = (r"'tf\.(\w+)' op is neither a custom op nor a flex op", r"'tfl?\.(\w+)' op (?:is not supported|failed)")
+
+
+def refused_ops(text: str) -> list[str]:
+    """The TensorFlow op types a converter error says TFLite cannot run, in order, without repeats.
+
+    >>> refused_ops("... error: 'tf.Erf' op is neither a custom op nor a flex op ... TF Select ops: Erf, Cumprod")
+    ['Erf', 'Cumprod']
+    """
+    found = [m for pat in _REFUSED for m in re.findall(pat, text)]
+    for line in re.findall(r"TF Select ops: ([^\n]+)", text):
+        found += [p.strip() for p in line.split(",") if p.strip()]
+    return list(dict.fromkeys(found))
+
+
+def _conversion_error(text: str, precision: str, concrete, model) -> ConversionError:
+    """A ConversionError naming the refused ops, the Keras layers that emit them and their ONNX nodes."""
+    ops = refused_ops(text)
+    if not ops:
+        lines = [ln for ln in text.strip().splitlines() if "error:" in ln] or text.strip().splitlines()
+        last = lines[-1].split("error:", 1)[-1].strip() if lines else "unknown error"
+        return ConversionError(f"TFLite conversion ({precision}) failed: {last[:300]}",
+                               hint="run `edgeopt inspect` on the source model to see its ops")
+    origins = getattr(model, "_edgeopt_origins", {})
+    where: dict[str, list[str]] = {}
+    for op in concrete.graph.get_operations():
+        parts = op.name.split("/")
+        if op.type in ops and len(parts) > 2:
+            layer = parts[1]
+            label = f"node {origins[layer]}" if layer in origins else f"Keras layer '{layer}'"
+            where.setdefault(op.type, [])
+            if label not in where[op.type]:
+                where[op.type].append(label)
+    listed = "; ".join(f"{op} (from {', '.join(where[op][:3])})" if op in where else op for op in ops)
+    return ConversionError(f"TFLite conversion ({precision}) failed: TFLite has no builtin kernel for {listed}",
+                           hint="replace that layer before export, or cut the model before it "
+                                "(onnx.utils.extract_model) and run the rest outside")
 
 
 def _configure(conv, *, precision, representative, io_type, per_channel) -> None:

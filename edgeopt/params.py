@@ -24,15 +24,17 @@ class DataParams:
     calib_samples: int = _f(256, "at most this many samples are read (a seeded random choice when there are more)")
     holdout: float = _f(0.2, "fraction of the samples held back from calibration to measure fidelity")
     size: tuple[int, ...] = _f((), "resize images to H,W (default: the model input's size)")
-    mean: tuple[float, ...] = _f((0.0,), "per-channel mean subtracted after value-range scaling")
-    std: tuple[float, ...] = _f((1.0,), "per-channel std divided by after the mean")
+    mean: tuple[float, ...] = _f((), "per-channel mean subtracted after value-range scaling (default 0)")
+    std: tuple[float, ...] = _f((), "per-channel std divided by after the mean (default 1)")
     channel_order: Literal["rgb", "bgr"] = _f("rgb", "channel order the model expects")
-    value_range: tuple[float, ...] = _f((0.0, 1.0), "pixel values 0..255 are mapped onto LO,HI")
+    value_range: tuple[float, ...] = _f((), "pixel values 0..255 are mapped onto LO,HI (default 0,1); "
+                                            ".npy/.npz data is checked against it only when stated")
     resize: Literal["center-crop", "stretch"] = _f("center-crop", "center-crop keeps the aspect ratio; stretch "
                                                                   "resizes the whole image")
 
     def __post_init__(self):
-        if len(self.value_range) != 2 or self.value_range[0] >= self.value_range[1]:
+        # An empty value_range/mean/std means "not stated": the defaults apply and arrays go unchecked.
+        if self.value_range and (len(self.value_range) != 2 or self.value_range[0] >= self.value_range[1]):
             raise ValueError(f"value_range must be LO,HI with LO < HI, got {self.value_range}")
         if not 0.0 <= self.holdout < 1.0:
             raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")

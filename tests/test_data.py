@@ -231,13 +231,31 @@ def test_npy_nan_and_inf(tmp_path):
         load_samples(tmp_path / "nan.npy", nchw(1, 2, 2))
 
 
-def test_npy_0_255_data_with_0_1_range(tmp_path):
+def test_npy_taken_as_given_without_stated_range(tmp_path):
+    # 0..255, [-1, 1] and caffe-style (BGR minus mean) arrays: no range was stated, so none is checked
+    rng = np.random.default_rng(0)
+    for name, data in (("raw", np.linspace(0, 255, 32)), ("signed", np.linspace(-1, 1, 32)),
+                       ("caffe", rng.uniform(0, 255, 32) - 117.0)):
+        np.save(tmp_path / f"{name}.npy", data.astype(np.float32).reshape(2, 1, 4, 4))
+        x = load_samples(tmp_path / f"{name}.npy", nchw(1, 4, 4))
+        np.testing.assert_array_equal(x.ravel(), data.astype(np.float32))
+
+
+def test_npy_0_255_data_with_stated_0_1_range(tmp_path):
     np.save(tmp_path / "raw.npy", np.linspace(0, 255, 32, dtype=np.float32).reshape(2, 1, 4, 4))
+    stated = Preprocess(value_range=(0, 1), stated=("value_range",))
     with pytest.raises(DataError, match=r"\[0, 255\].*declared range \[0, 1\]") as e:
-        load_samples(tmp_path / "raw.npy", nchw(1, 4, 4))
+        load_samples(tmp_path / "raw.npy", nchw(1, 4, 4), preprocess=stated)
     assert "--value-range" in str(e.value)
     x = load_samples(tmp_path / "raw.npy", nchw(1, 4, 4), preprocess=Preprocess(value_range=(0, 255)))
     assert float(x.max()) == 255.0
+
+
+def test_stated_follows_the_flags_given():
+    assert parse_preprocess_args().stated == ()
+    assert parse_preprocess_args(value_range="0,1").stated == ("value_range",)
+    assert parse_preprocess_args(mean="0.5", std="0.5").stated == ("mean", "std")
+    assert Preprocess(mean=(0.5,)).stated == ("mean",) and Preprocess().stated == ()
 
 
 def test_npy_0_1_data_with_0_255_range(tmp_path):
@@ -248,11 +266,11 @@ def test_npy_0_1_data_with_0_255_range(tmp_path):
 
 
 def test_npy_range_accounts_for_mean_std(tmp_path):
-    # ImageNet-normalized data spans about [-2.1, 2.6]; it needs the flags that say so
+    # ImageNet-normalized data spans about [-2.1, 2.6]: a stated 0..1 range refuses it, the stated mean/std accept it
     data = ((np.random.default_rng(0).uniform(0, 1, (4, 3, 4, 4)) - 0.45) / 0.225).astype(np.float32)
     np.save(tmp_path / "norm.npy", data)
     with pytest.raises(DataError, match="outside the declared range"):
-        load_samples(tmp_path / "norm.npy", nchw(3, 4, 4))
+        load_samples(tmp_path / "norm.npy", nchw(3, 4, 4), preprocess=Preprocess(stated=("value_range",)))
     pre = Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     assert load_samples(tmp_path / "norm.npy", nchw(3, 4, 4), preprocess=pre).shape == (4, 3, 4, 4)
 

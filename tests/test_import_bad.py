@@ -72,11 +72,20 @@ def test_opset_out_of_range(opset, tmp_path):
 
 
 def test_unsupported_ops_listed_at_once(tmp_path):
-    nodes = [node("Relu", ["x"], ["r"], name="relu"), node("LSTM", ["r", "w", "w"], ["l"], name="lstm_1"),
-             node("NonMaxSuppression", ["l", "l"], ["n"], name="nms"), node("Einsum", ["n"], ["y"], name="ein",
+    # an LSTM variant, integer-only ops, an onnxruntime fusion and plain unsupported ops: one error names them all
+    nodes = [node("Relu", ["x"], ["r"], name="relu"),
+             node("LSTM", ["r", "w", "rw"], ["l"], name="lstm_1", hidden_size=4, clip=3.0),
+             node("DynamicQuantizeLinear", ["l"], ["q", "qs", "qz"], name="dq"),
+             node("ConvInteger", ["q", "wi"], ["ci"], name="conv_int"),
+             node("Gelu", ["ci"], ["g"], name="ms_gelu", domain="com.microsoft"),
+             node("NonMaxSuppression", ["g", "g"], ["n"], name="nms"), node("Einsum", ["n"], ["y"], name="ein",
                                                                               equation="i->i")]
-    m = model(nodes, [("x", [1, 3, 4])], ["y"], {"w": rand(1, 4, 3)})
-    text = _raises(UnsupportedModelError, save(m, tmp_path), "unsupported ONNX ops", "LSTM (node 'lstm_1')",
+    m = model(nodes, [("x", [3, 1, 4])], ["y"], {"w": rand(1, 16, 4), "rw": rand(1, 16, 4),
+                                                 "wi": np.ones((2, 1, 1), np.int8)})
+    m.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    text = _raises(UnsupportedModelError, save(m, tmp_path), "unsupported ONNX ops",
+                   "LSTM with cell clipping (clip) (node 'lstm_1')", "DynamicQuantizeLinear (node 'dq')",
+                   "ConvInteger (node 'conv_int')", "com.microsoft::Gelu (node 'ms_gelu')",
                    "NonMaxSuppression (node 'nms')", "Einsum (node 'ein')")
     assert "hint" in text
 

@@ -77,7 +77,9 @@ def check_array(array: np.ndarray, *, spec: TensorSpec, path: Path, preprocess: 
     if np.dtype(spec.dtype).kind in "biu":
         return array.astype(spec.dtype)
     array = array.astype(np.float32)
-    if spec.is_image or (spec.perm is None and len(spec.onnx_shape) == 4 and spec.onnx_shape[3] in (1, 3)):
+    # Arrays are taken as given: only a range the user stated (value range, mean, std) is checked.
+    image = spec.is_image or (spec.perm is None and len(spec.onnx_shape) == 4 and spec.onnx_shape[3] in (1, 3))
+    if preprocess.stated and image:
         check_value_range(array, spec=spec, path=path, preprocess=preprocess)
     return array
 
@@ -92,7 +94,7 @@ def _shape_hint(found: tuple[int, ...], spec: TensorSpec) -> str:
 
 
 def check_value_range(array: np.ndarray, *, spec: TensorSpec, path: Path, preprocess: Preprocess) -> None:
-    """Image data must lie in the declared value range (after mean/std), within a slack, and use a fair part of it.
+    """Image data must lie in the stated value range (after mean/std), within a slack, and use a fair part of it.
 
     With value_range (0, 1) and no mean/std, 0..255 data fails (255 > 1 + 0.25); with value_range (0, 255),
     0..1 data fails too (span 1 < 2 % of 255).

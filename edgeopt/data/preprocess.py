@@ -22,6 +22,9 @@ from edgeopt.errors import DataError
 from edgeopt.frontends.spec import TensorSpec
 
 
+_RANGE_DEFAULTS = {"value_range": (0.0, 1.0), "mean": (0.0,), "std": (1.0,)}
+
+
 def _positive_dims(size: tuple[int, int]) -> bool:
     return len(size) == 2 and all(isinstance(d, int) and d > 0 for d in size)
 
@@ -37,6 +40,9 @@ class Preprocess:
     - ``channel_order``: ``"bgr"`` reverses RGB (no effect on 1-channel inputs).
     - ``value_range``: where uint8 0..255 lands, linearly; ``mean``/``std``: one value per model channel, or one
       for all, applied after that.
+    - ``stated``: which of ``value_range``, ``mean``, ``std`` the user gave. Only stated ranges are checked against
+      ``.npy``/``.npz`` arrays, which are otherwise taken as they are; ``None`` (the default) counts every field
+      that differs from its default as stated.
 
     >>> Preprocess(value_range=(0, 255), mean=(104, 117, 123), channel_order="bgr").std
     (1.0,)
@@ -48,8 +54,15 @@ class Preprocess:
     channel_order: Literal["rgb", "bgr"] = "rgb"
     value_range: tuple[float, float] = (0.0, 1.0)
     resize: Literal["stretch", "center-crop"] = "center-crop"
+    stated: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.stated is None:
+            # Built in Python: a field given a value other than its default counts as stated.
+            given = tuple(k for k, d in _RANGE_DEFAULTS.items() if tuple(getattr(self, k)) != d)
+            object.__setattr__(self, "stated", given)
+        elif not set(self.stated) <= set(_RANGE_DEFAULTS):
+            raise DataError(f"stated names {self.stated}; only {tuple(_RANGE_DEFAULTS)} can be stated.")
         if self.size is not None and not _positive_dims(tuple(self.size)):
             raise DataError(f"size must be two positive integers (H, W), got {self.size}.", hint="e.g. --size 224")
         if self.channel_order not in ("rgb", "bgr"):
@@ -209,7 +222,8 @@ def parse_preprocess_args(
     >>> parse_preprocess_args(size="224", mean="0.485,0.456,0.406", value_range="0,1").mean
     (0.485, 0.456, 0.406)
     """
-    kw: dict = {}
+    kw: dict = {"stated": tuple(k for k, v in (("value_range", value_range), ("mean", mean), ("std", std))
+                                if v is not None)}
     if size is not None:
         kw["size"] = parse_size(size)
     if mean is not None:

@@ -65,7 +65,7 @@ def _axes_for_softmax(ctx, node, x: Value) -> list[int]:
     axis = int(attr(node, "axis", -1 if ctx.opset >= 13 else 1))
     if axis < 0:
         axis += x.rank
-    if not 0 < axis < x.rank:
+    if not 0 <= axis < x.rank or axis == x.batch_axis:
         raise NodeError(f"softmax axis {axis} is the batch axis or out of range for rank {x.rank}")
     # Before opset 13 the input is flattened to 2-D at `axis`: softmax runs over all axes from `axis` on.
     return [axis] if ctx.opset >= 13 else list(range(axis, x.rank))
@@ -121,4 +121,6 @@ HANDLERS = {
     "Floor": _unary("floor"),
     "Ceil": _unary("ceil"),
     "Erf": _unary("erf"),
+    "Gelu": _simple(lambda ctx, node: custom("UnaryOp")("gelu_tanh" if attr(node, "approximate", "none") == "tanh"
+                                                        else "gelu", name=ctx.name("gelu"))),
 }

@@ -26,6 +26,7 @@ class Ctx:
         self.env: dict[str, Value | np.ndarray] = {}
         self.node: onnx.NodeProto | None = None
         self._used: set[str] = set()
+        self.origins: dict[str, str] = {}  # Keras layer name -> the ONNX node it maps (for error messages)
 
     # ---- naming -------------------------------------------------------------------------------------------
     def name(self, kind: str) -> str:
@@ -43,6 +44,8 @@ class Ctx:
             i += 1
             cand = f"{base}_{kind}{i}"
         self._used.add(cand)
+        if node is not None:
+            self.origins[cand] = f"{node.name or node.output[0]} ({node.op_type})"
         return cand
 
     def apply(self, layer: Any, x: Any) -> Any:

@@ -8,16 +8,18 @@ import numpy as np
 from onnx import numpy_helper
 
 from edgeopt.errors import EdgeoptError, ModelFileError, UnsupportedModelError
-from edgeopt.frontends.onnx import activation, conv, elementwise, matmul, norm, pool, resize, shape, tensor
+from edgeopt.frontends.onnx import (activation, conv, elementwise, matmul, norm, pool, recurrent, resize, shape,
+                                    tensor)
 from edgeopt.frontends.onnx.context import Ctx, NodeError, unsupported
 from edgeopt.frontends.onnx.fold import evaluate, fold_constants, fuse_bias_adds, has_float16, to_float32
 from edgeopt.frontends.onnx.inputs import make_inputs
-from edgeopt.frontends.onnx.layout import CHANNELS_LAST, Value, identity, permute, plain_rows
+from edgeopt.frontends.onnx.layout import CHANNELS_LAST, Value, identity, plain, plain_rows
+from edgeopt.frontends.onnx.patterns import fuse_gelu, strip_activation_qdq
 from edgeopt.frontends.onnx.loader import check_ops, check_structure, check_versions, read
 from edgeopt.frontends.spec import ImportedModel, TensorSpec
 
 HANDLERS: dict = {}
-for _mod in (activation, conv, elementwise, matmul, norm, pool, resize, shape, tensor):
+for _mod in (activation, conv, elementwise, matmul, norm, pool, recurrent, resize, shape, tensor):
     HANDLERS.update(_mod.HANDLERS)
 
 # Ops that are only evaluated on constants (shape arithmetic, index computation) before mapping.
@@ -26,6 +28,7 @@ FOLD_ONLY = {
     "And", "Or", "Xor", "Where", "Tile", "NonZero", "Mod", "Sign", "Round", "ReduceL1", "ReduceL2", "ArgMax",
     "ArgMin", "CumSum", "ScatterND", "ScatterElements", "GatherElements", "GatherND", "OneHot", "TopK",
     "IsNaN", "IsInf", "Min", "Max", "BitShift", "EyeLike", "Trilu", "DepthToSpace", "SpaceToDepth",
+    "DequantizeLinear", "QuantizeLinear",  # int8 weights of QDQ models (activation pairs are removed first)
 }
 SUPPORTED = set(HANDLERS) | FOLD_ONLY
 
@@ -50,12 +53,20 @@ def import_onnx(path, *, input_shapes: Mapping[str, Sequence[int]] | None = None
             notes.append("float16 weights and inputs were upcast to float32")
     except Exception as exc:
         raise ModelFileError(f"{path}: float16 tensors cannot be read: {str(exc)[:300]}") from None
+    model, pairs, int8_weights = strip_activation_qdq(model)
+    if pairs or int8_weights:
+        notes.append(f"already-quantized (QDQ) model: {int8_weights} int8 weight tensor(s) dequantized to float32 "
+                     f"and {pairs} activation QuantizeLinear/DequantizeLinear pair(s) removed; the float model is "
+                     "imported and INT8 ranges are calibrated anew")
     graph = model.graph
     consts = _initializers(graph, path)
     outputs = [o.name for o in graph.output]
     nodes = _reachable(graph, outputs, path)
-    check_ops(nodes, path, SUPPORTED)
+    check_ops(nodes, path, SUPPORTED, variant=lambda n: recurrent.variant_problem(n, consts))
     nodes, _ = fold_constants(nodes, consts, opset)
+    nodes, gelus = fuse_gelu(nodes, consts, set(outputs))
+    if gelus:
+        notes.append(f"{gelus} erf-form GELU(s) fused into one GELU op each")
     nodes, fused = fuse_bias_adds(nodes, consts, set(outputs))
     if fused:
         notes.append(f"{fused} bias Add(s) fused into the preceding Conv/MatMul")
@@ -73,6 +84,8 @@ def import_onnx(path, *, input_shapes: Mapping[str, Sequence[int]] | None = None
         kmodel = keras().Model(keras_inputs, keras_outputs, name=_model_name(graph))
     except Exception as exc:
         raise UnsupportedModelError(f"{path}: the Keras model could not be assembled: {exc}") from None
+    # Not saved with the model: lets a conversion error name the ONNX node behind a Keras layer.
+    kmodel._edgeopt_origins = dict(ctx.origins)
     return ImportedModel(kmodel, tuple(in_specs), tuple(out_specs), path, "onnx", tuple(notes))
 
 
@@ -167,10 +180,10 @@ def _outputs(ctx: Ctx, names: list[str], path: Path):
             raise UnsupportedModelError(f"{path}: output '{name}' is a constant; nothing to compile")
         ctx.node = None
         v = plain_rows(v, ctx)
-        if not (v.rank == 4 and v.perm == CHANNELS_LAST) and v.perm != identity(v.rank):
-            v = permute(v, identity(v.rank), ctx)
+        if not (v.rank == 4 and v.perm == CHANNELS_LAST):
+            v = plain(v, ctx)
         onnx_shape = v.onnx_shape(ctx.batch)
-        perm = CHANNELS_LAST if v.perm == CHANNELS_LAST and v.rank == 4 else None
+        perm = None if v.perm == identity(v.rank) else tuple(v.perm)
         keras_shape = (ctx.batch, *[int(d) for d in v.t.shape[1:]])
         specs.append(TensorSpec(name, tuple(onnx_shape), keras_shape, "float32", perm))
         tensors.append(v.t)

@@ -40,6 +40,8 @@ _UNARY = {
     "sin": lambda x: tf().sin(x),
     "cos": lambda x: tf().cos(x),
     "erf": lambda x: tf().math.erf(x),
+    "gelu": lambda x: tf().nn.gelu(x, approximate=False),
+    "gelu_tanh": lambda x: tf().nn.gelu(x, approximate=True),
 }
 
 _REDUCE = {
@@ -238,8 +240,22 @@ def _build_classes():
         def get_config(self):
             return {**super().get_config(), "op": self.op, "axes": self.axes, "keepdims": self.keepdims}
 
+    @_register
+    class Reverse(Layer):
+        """Reverse one non-batch axis (TFLite REVERSE_V2): a reverse-direction recurrent layer's outputs."""
+
+        def __init__(self, axis, **kw):
+            super().__init__(**kw)
+            self.axis = int(axis)
+
+        def call(self, x):
+            return tf().reverse(x, axis=[self.axis])
+
+        def get_config(self):
+            return {**super().get_config(), "axis": self.axis}
+
     return {c.__name__: c for c in (ConstantOp, BinaryOp, UnaryOp, Clip, HardSigmoid, HardSwish, Slice, Split,
-                                    Pad, Resize, Reduce)}
+                                    Pad, Resize, Reduce, Reverse)}
 
 
 _CLASSES: dict | None = None

@@ -1,9 +1,10 @@
 """Layout tracking: how each Keras tensor's axes relate to the ONNX tensor it stands for.
 
 A :class:`Value` holds a Keras tensor ``t`` and a permutation ``perm`` with ``t == onnx.transpose(perm)``
-(keras axis ``i`` is onnx axis ``perm[i]``; the batch axis is always 0 on both sides). Image tensors live as
-``perm=(0, 2, 3, 1)`` (NHWC). A ``Transpose`` node only relabels ``perm``; a physical ``Permute`` is inserted only
-where an op needs a particular order.
+(keras axis ``i`` is onnx axis ``perm[i]``). Keras axis 0 is always the batch; on the ONNX side the batch is axis
+``perm[0]``, which is 0 unless the graph moved it (attention blocks transpose ``[3, B, heads, N, d]``, recurrent
+layers run sequence-first ``[T, B, C]``). Image tensors live as ``perm=(0, 2, 3, 1)`` (NHWC). A ``Transpose``
+node only relabels ``perm``; a physical ``Permute`` is inserted only where an op needs a particular order.
 
 A 2-D value may also carry ``rows``: the features of a flattened channels-last tensor, in NHWC order
 (``t[:, j] == onnx[:, rows[j]]``). Dense layers absorb ``rows`` into their weight rows, so Flatten→Gemm after a
@@ -42,9 +43,23 @@ class Value:
     def onnx_axis_to_keras(self, axis: int) -> int:
         return self.perm.index(axis)
 
+    @property
+    def batch_axis(self) -> int:
+        """The ONNX axis that holds the batch (Keras axis 0)."""
+        return self.perm[0]
+
 
 def identity(rank: int) -> tuple[int, ...]:
     return tuple(range(rank))
+
+
+def batch_first(rank: int, batch_axis: int = 0) -> tuple[int, ...]:
+    """ONNX axis order with the batch axis moved first: the closest a Keras tensor can be to the ONNX layout.
+
+    >>> batch_first(3, 1)
+    (1, 0, 2)
+    """
+    return (batch_axis, *[a for a in range(rank) if a != batch_axis])
 
 
 def relabel(perm: tuple[int, ...], transpose: tuple[int, ...]) -> tuple[int, ...]:
@@ -78,7 +93,7 @@ def permute(value: Value, perm: tuple[int, ...], ctx) -> Value:
     value = plain_rows(value, ctx)
     if tuple(value.perm) == tuple(perm):
         return value
-    if perm[0] != 0:
+    if perm[0] != value.perm[0]:
         raise ValueError("the batch axis must stay first")
     keras = ctx.keras
     inv = np.argsort(value.perm)
@@ -116,5 +131,5 @@ def flatten_rows(value: Value, ctx) -> Value:
 
 
 def plain(value: Value, ctx) -> Value:
-    """``value`` in ONNX axis order."""
-    return permute(value, identity(value.rank), ctx)
+    """``value`` in ONNX axis order (the batch axis first, when the graph moved it elsewhere)."""
+    return permute(value, batch_first(value.rank, value.batch_axis), ctx)

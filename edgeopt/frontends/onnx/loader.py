@@ -73,8 +73,12 @@ def check_structure(model: onnx.ModelProto, path: Path) -> None:
                              hint="open it in onnxruntime or Netron to see the problem; re-export the model") from None
 
 
-def check_ops(nodes, path: Path, supported: set[str]) -> None:
-    """All custom-domain and unsupported ops at once, each with its node names."""
+def check_ops(nodes, path: Path, supported: set[str], variant=None) -> None:
+    """All custom-domain and unsupported ops at once, each with its node names.
+
+    ``variant(node)`` may name why a supported op's variant cannot be mapped (an LSTM with peepholes, say);
+    such nodes are listed with the unsupported ops as ``LSTM with <reason>``.
+    """
     custom: dict[str, list[str]] = {}
     missing: dict[str, list[str]] = {}
     for n in nodes:
@@ -83,17 +87,23 @@ def check_ops(nodes, path: Path, supported: set[str]) -> None:
             custom.setdefault(f"{n.domain}::{n.op_type}", []).append(label)
         elif n.op_type not in supported:
             missing.setdefault(n.op_type, []).append(label)
-    if custom:
-        listed = ", ".join(f"{op} ({_nodes(names)})" for op, names in sorted(custom.items()))
-        domains = sorted({k.split("::")[0] for k in custom})
-        raise UnsupportedModelError(f"{path}: custom-domain ops from {', '.join(domains)}: {listed}",
-                                    hint="only standard ONNX ops can be compiled; export the model without "
-                                         "pre/post-processing ops and run those outside the model")
+        elif variant is not None and (why := variant(n)):
+            missing.setdefault(f"{n.op_type} with {why}", []).append(label)
+    parts = []
     if missing:
-        listed = ", ".join(f"{op} ({_nodes(names)})" for op, names in sorted(missing.items()))
-        raise UnsupportedModelError(f"unsupported ONNX ops: {listed} (in {path})",
-                                    hint="replace these layers before export, or cut the model before them "
-                                         "(onnx.utils.extract_model) and run the rest outside")
+        parts.append("unsupported ONNX ops: " + ", ".join(f"{op} ({_nodes(names)})"
+                                                         for op, names in sorted(missing.items())))
+    if custom:
+        domains = sorted({k.split("::")[0] for k in custom})
+        parts.append(f"custom-domain ops from {', '.join(domains)}: "
+                     + ", ".join(f"{op} ({_nodes(names)})" for op, names in sorted(custom.items())))
+    if parts:
+        hint = ("replace these layers before export, or cut the model before them (onnx.utils.extract_model) "
+                "and run the rest outside")
+        if custom:
+            hint = ("only standard ONNX ops can be compiled: export without pre/post-processing or runtime-specific "
+                    "ops (onnxruntime's com.microsoft fusions, integer-only ops), or " + hint)
+        raise UnsupportedModelError("; ".join(parts) + f" (in {path})", hint=hint)
 
 
 def _nodes(names: list[str]) -> str:

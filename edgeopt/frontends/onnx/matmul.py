@@ -5,7 +5,7 @@ import numpy as np
 
 from edgeopt.frontends.onnx.context import NodeError, attr
 from edgeopt.frontends.onnx.layers import custom
-from edgeopt.frontends.onnx.layout import Value, identity, permute, plain
+from edgeopt.frontends.onnx.layout import Value, plain
 
 
 def dense(ctx, x: Value, w: np.ndarray, b: np.ndarray | None) -> Value:
@@ -13,7 +13,7 @@ def dense(ctx, x: Value, w: np.ndarray, b: np.ndarray | None) -> Value:
     if x.rows is not None:
         w = w[x.rows]
     elif x.perm[-1] != x.rank - 1:
-        x = permute(x, identity(x.rank), ctx)
+        x = plain(x, ctx)
     k = x.onnx_shape(ctx.batch)[-1]
     if w.shape[0] != k:
         raise NodeError(f"weight shape {list(w.shape)} does not fit {k} input features")
@@ -61,8 +61,11 @@ def matmul(ctx, node):
     a, b = plain(a, ctx), plain(b, ctx)
     if a.rank != b.rank or a.rank < 3:
         raise NodeError("MatMul of two run-time tensors needs equal ranks >= 3 (batched matrices)")
+    if a.batch_axis != b.batch_axis or a.batch_axis >= a.rank - 2:
+        raise NodeError(f"the batch axis ({a.batch_axis} and {b.batch_axis}) must be the same leading axis of "
+                        "both operands")
     y = ctx.apply(custom("BinaryOp")("matmul", name=ctx.name("matmul")), [a.t, b.t])
-    return [Value(y, identity(a.rank))]
+    return [Value(y, a.perm)]
 
 
 HANDLERS = {"Gemm": gemm, "MatMul": matmul}

@@ -1,4 +1,5 @@
-"""BatchNormalization and InstanceNormalization → Keras BatchNormalization / GroupNormalization."""
+"""BatchNormalization, InstanceNormalization, LayerNormalization → Keras BatchNormalization / GroupNormalization /
+LayerNormalization."""
 from __future__ import annotations
 
 import numpy as np
@@ -67,4 +68,34 @@ def instance_norm(ctx, node):
     return [Value(y, x.perm)]
 
 
-HANDLERS = {"BatchNormalization": batch_norm, "InstanceNormalization": instance_norm}
+def layer_norm(ctx, node):
+    """ONNX LayerNormalization (opset 17): normalise over axes ``axis..rank-1``, then scale and shift."""
+    x = plain_rows(ctx.value(node, 0), ctx)
+    axis = int(attr(node, "axis", -1))
+    axis = axis + x.rank if axis < 0 else axis
+    axes = list(range(axis, x.rank))
+    if not axes or x.batch_axis in axes:
+        raise NodeError(f"normalizing over axes {axes} includes the batch axis or none")
+    scale, bias = ctx.const(node, 1, "Scale"), ctx.const(node, 2, "B")
+    if scale is None:
+        raise NodeError("Scale is missing")
+    shape = x.onnx_shape(ctx.batch)
+    norm_shape = [shape[a] for a in axes]
+    kaxes = sorted(x.onnx_axis_to_keras(a) for a in axes)
+    # gamma/beta are stored for the Keras axes in ascending order
+    order = [axes.index(x.perm[k]) for k in kaxes]
+
+    def param(v, what):
+        v = np.broadcast_to(np.asarray(v, np.float32), norm_shape) if v is not None else np.zeros(norm_shape)
+        return np.ascontiguousarray(v.transpose(order), np.float32)
+
+    layer = ctx.keras.layers.LayerNormalization(axis=kaxes, epsilon=float(attr(node, "epsilon", 1e-5)),
+                                                center=bias is not None, name=ctx.name("ln"))
+    y = ctx.apply(layer, x.t)
+    weights = [param(scale, "Scale")] + ([param(bias, "B")] if bias is not None else [])
+    layer.set_weights(weights)
+    return [Value(y, x.perm)] + [None] * (len(node.output) - 1)
+
+
+HANDLERS = {"BatchNormalization": batch_norm, "InstanceNormalization": instance_norm,
+            "LayerNormalization": layer_norm}

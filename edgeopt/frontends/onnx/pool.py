@@ -135,7 +135,7 @@ def reduce(op):
         axes = sorted({a + x.rank if a < 0 else a for a in axes})
         if not all(0 <= a < x.rank for a in axes):
             raise NodeError(f"axes {axes} out of range for rank {x.rank}")
-        if 0 in axes:
+        if x.batch_axis in axes:
             raise NodeError("reducing over the batch axis is not supported")
         x = plain_rows(x, ctx)
         L = ctx.keras.layers

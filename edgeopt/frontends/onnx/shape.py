@@ -57,10 +57,53 @@ def _compatible(x: Value, groups, in_shape) -> list[int] | None:
     return order
 
 
+def _batch_out_axis(in_shape, out_shape, b: int) -> int | None:
+    """Where the batch axis ``b`` of ``in_shape`` lands in ``out_shape``, when the reshape keeps it apart.
+
+    The batch is its own block: the elements before it (their product) stay before it. Among the output axes of
+    the batch's size with that product before them, the one nearest ``b`` is taken.
+
+    >>> _batch_out_axis((7, 2, 1, 5), (7, 1, 10), 2)
+    1
+    """
+    before = int(np.prod(in_shape[:b]))
+    cands = [a for a in range(len(out_shape)) if out_shape[a] == in_shape[b]
+             and int(np.prod(out_shape[:a])) == before]
+    return min(cands, key=lambda a: abs(a - b)) if cands else None
+
+
+def _to_front(axis: int, rank: int) -> dict[int, int]:
+    """Axis renumbering that moves ``axis`` to 0 and keeps the others in order."""
+    order = [axis] + [a for a in range(rank) if a != axis]
+    return {a: i for i, a in enumerate(order)}
+
+
 def reshape_value(ctx, x: Value, out_shape) -> Value:
-    """``x`` reshaped to the ONNX shape ``out_shape`` (its axis 0 is the batch)."""
-    in_shape = x.onnx_shape(ctx.batch)
+    """``x`` reshaped to the ONNX shape ``out_shape``.
+
+    When the graph moved the batch axis (``x.batch_axis != 0``), the reshape must keep the batch apart from the
+    other axes; it is then done on the tensor with the batch moved first on both sides (the same reshape, since
+    the axes before and after the batch regroup among themselves).
+    """
     out_shape = [int(d) for d in out_shape]
+    b = x.batch_axis
+    in_shape = x.onnx_shape(ctx.batch)
+    bo = _batch_out_axis(in_shape, out_shape, b) if b != 0 or out_shape[0] != in_shape[0] else 0
+    if bo is None:
+        raise NodeError(f"reshaping {list(in_shape)} to {out_shape} merges the batch axis ({b}) with other axes; "
+                        "only reshapes that keep the batch apart can be mapped")
+    if b == 0 and bo == 0:
+        return _reshape_batch_first(ctx, x, out_shape)
+    fwd = _to_front(b, x.rank)
+    xv = Value(x.t, tuple(fwd[p] for p in x.perm), x.rows, x.src)
+    vout = [out_shape[bo]] + [d for a, d in enumerate(out_shape) if a != bo]
+    y = _reshape_batch_first(ctx, xv, vout)
+    back = {v: a for a, v in _to_front(bo, len(out_shape)).items()}
+    return Value(y.t, tuple(back[p] for p in y.perm), y.rows, y.src)
+
+
+def _reshape_batch_first(ctx, x: Value, out_shape: list[int]) -> Value:
+    in_shape = x.onnx_shape(ctx.batch)
     if out_shape[0] != in_shape[0] or int(np.prod(out_shape[1:])) != int(np.prod(in_shape[1:])):
         raise NodeError(f"reshaping {list(in_shape)} to {out_shape} changes the batch axis; only per-sample "
                         "reshapes can be mapped")
@@ -120,7 +163,7 @@ def flatten(ctx, node):
     shape = x.onnx_shape(ctx.batch)
     axis = int(attr(node, "axis", 1))
     axis = axis + x.rank if axis < 0 else axis
-    if not 0 < axis <= x.rank or int(np.prod(shape[1:axis])) != 1:
+    if x.batch_axis != 0 or not 0 < axis <= x.rank or int(np.prod(shape[1:axis])) != 1:
         raise NodeError(f"Flatten at axis {axis} of {list(shape)} would merge the batch axis")
     return [reshape_value(ctx, x, [shape[0], int(np.prod(shape[axis:]))])]
 
@@ -131,10 +174,8 @@ def transpose(ctx, node):
     t = tuple(range(x.rank))[::-1] if t is None else tuple(int(p) for p in t)
     if sorted(t) != list(range(x.rank)):
         raise NodeError(f"perm {list(t)} is not a permutation of {x.rank} axes")
-    new = relabel(x.perm, t)
-    if new[0] != 0:
-        raise NodeError(f"Transpose {list(t)} moves the batch axis")
-    return [Value(x.t, new)]
+    # The batch may move: Keras axis 0 stays the batch, and the layout records where ONNX now has it.
+    return [Value(x.t, relabel(x.perm, t))]
 
 
 def _axes(ctx, node) -> list[int] | None:
@@ -150,26 +191,30 @@ def squeeze(ctx, node):
     axes = _axes(ctx, node)
     if axes is None:
         # Keep the batch axis even when it is 1: the Keras model always has one.
-        axes = [i for i in range(1, x.rank) if shape[i] == 1]
+        axes = [i for i in range(x.rank) if shape[i] == 1 and i != x.batch_axis]
     axes = sorted({a + x.rank if a < 0 else a for a in axes})
-    if any(not 0 <= a < x.rank or shape[a] != 1 for a in axes) or 0 in axes:
-        raise NodeError(f"cannot squeeze axes {axes} of shape {list(shape)}")
+    if any(not 0 <= a < x.rank or shape[a] != 1 for a in axes) or x.batch_axis in axes:
+        raise NodeError(f"cannot squeeze axes {axes} of shape {list(shape)}"
+                        + (" (the batch axis cannot be removed)" if x.batch_axis in axes else ""))
     return [reshape_value(ctx, x, [d for i, d in enumerate(shape) if i not in axes])]
 
 
 def unsqueeze(ctx, node):
-    x = ctx.value(node, 0)
+    x = plain_rows(ctx.value(node, 0), ctx)
     shape = list(x.onnx_shape(ctx.batch))
     axes = _axes(ctx, node)
     if not axes:
         raise NodeError("axes are missing")
     rank = x.rank + len(axes)
     axes = sorted({a + rank if a < 0 else a for a in axes})
-    if len(axes) != rank - x.rank or any(not 0 < a < rank for a in axes):
-        raise NodeError(f"bad axes {axes} (axis 0, the batch, cannot be inserted)")
-    for a in axes:
-        shape.insert(a, 1)
-    return [reshape_value(ctx, x, shape)]
+    if len(axes) != rank - x.rank or any(not 0 <= a < rank for a in axes):
+        raise NodeError(f"bad axes {axes} for rank {x.rank}")
+    # Inserted axes only shift the others: the batch goes where its ONNX axis moves to.
+    kept = [a for a in range(rank) if a not in axes]
+    new_perm = [kept[p] for p in x.perm] + axes
+    t = ctx.apply(ctx.keras.layers.Reshape([int(d) for d in x.t.shape[1:]] + [1] * len(axes),
+                                           name=ctx.name("reshape")), x.t)
+    return [Value(t, tuple(new_perm))]
 
 
 def shape_of(ctx, node):

@@ -9,14 +9,15 @@ from edgeopt.frontends.onnx.layout import CHANNELS_LAST, Value, permute, plain_r
 from edgeopt.frontends.onnx.shape import reshape_value
 
 
-def _axis(node, rank: int, default: int | None = None) -> int:
-    a = attr(node, "axis", default)
+def _axis(node, x: Value, default: int | None = None) -> int:
+    """The node's ``axis`` attribute for ``x``, which must not be the batch axis."""
+    a, rank = attr(node, "axis", default), x.rank
     if a is None:
         raise NodeError("axis is missing")
     a = int(a) + rank if int(a) < 0 else int(a)
     if not 0 <= a < rank:
         raise NodeError(f"axis {a} out of range for rank {rank}")
-    if a == 0:
+    if a == x.batch_axis:
         raise NodeError("operating along the batch axis is not supported")
     return a
 
@@ -26,9 +27,9 @@ def concat(ctx, node):
     if not vals or not all(isinstance(v, Value) for v in vals):
         raise NodeError("concatenating constants with run-time tensors is not supported")
     vals = [plain_rows(v, ctx) for v in vals]
-    if len({v.rank for v in vals}) != 1:
-        raise NodeError("inputs have different ranks")
-    axis = _axis(node, vals[0].rank)
+    if len({v.rank for v in vals}) != 1 or len({v.batch_axis for v in vals}) != 1:
+        raise NodeError("inputs have different ranks or batch axes")
+    axis = _axis(node, vals[0])
     perms = [v.perm for v in vals]
     target = CHANNELS_LAST if CHANNELS_LAST in perms else max(set(perms), key=perms.count)
     vals = [permute(v, target, ctx) for v in vals]
@@ -40,7 +41,7 @@ def concat(ctx, node):
 
 def split(ctx, node):
     x = plain_rows(ctx.value(node, 0), ctx)
-    axis = _axis(node, x.rank, 0)
+    axis = _axis(node, x, 0)
     dim = x.onnx_shape(ctx.batch)[axis]
     sizes = ctx.ints(node, 1, "split sizes") if ctx.opset >= 13 and len(node.input) > 1 else attr(node, "split")
     n = len(node.output)
@@ -78,8 +79,8 @@ def slice_(ctx, node):
         if st <= 0:
             raise NodeError(f"step {st} is not supported (only positive steps)")
         b, e2, _ = slice(int(s), int(e), st).indices(shape[a])
-        if a == 0:
-            if (b, e2, st) != (0, shape[0], 1):
+        if a == x.batch_axis:
+            if (b, e2, st) != (0, shape[a], 1):
                 raise NodeError("slicing the batch axis is not supported")
             continue
         if e2 <= b:
@@ -114,7 +115,7 @@ def pad(ctx, node):
         full[a] = [int(pads[i]), int(pads[i + len(axes)])]
     if any(v < 0 for p in full for v in p):
         raise NodeError(f"negative pads {list(pads)} (cropping) are not supported")
-    if full[0] != [0, 0]:
+    if full[x.batch_axis] != [0, 0]:
         raise NodeError("padding the batch axis is not supported")
     if mode not in ("constant", "reflect", "edge"):
         raise NodeError(f"pad mode '{mode}' is not supported")
@@ -137,7 +138,7 @@ def gather(ctx, node):
     idx = ctx.const(node, 1, "Gather indices")
     if idx is None or np.ndim(idx) > 1:
         raise NodeError("only constant scalar or 1-D indices are supported")
-    axis = _axis(node, x.rank, 0)
+    axis = _axis(node, x, 0)
     dim = x.onnx_shape(ctx.batch)[axis]
     flat = [int(i) + dim if int(i) < 0 else int(i) for i in np.asarray(idx).reshape(-1)]
     if not flat or any(not 0 <= i < dim for i in flat):
