@@ -101,7 +101,12 @@ def _original_drift(path: Path, feeds: Mapping[str, np.ndarray], ref: list[np.nd
 def random_samples(imported: ImportedModel, *, n: int, seed: int) -> list[np.ndarray]:
     """Uniform [0, 1) inputs in ONNX layout, batch ``n`` (the range of normalised image pixels)."""
     rng = np.random.default_rng(seed)
-    return [rng.random((n, *spec.onnx_shape[1:]), dtype=np.float32) for spec in imported.inputs]
+    out = []
+    for spec in imported.inputs:
+        shape = list(spec.onnx_shape)
+        shape[spec.perm[0] if spec.perm else 0] = n  # the batch axis (1 for a sequence-first [T, B, C] input)
+        out.append(rng.random(shape, dtype=np.float32))
+    return out
 
 
 def _keras_outputs(imported: ImportedModel, samples: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -150,7 +155,8 @@ def check_parity(imported: ImportedModel, *, samples: Sequence[np.ndarray] | Non
         return {"tolerance": tolerance, "passed": None, "outputs": [], "samples": n, "reference": None,
                 "note": "the source is a Keras model: there is no ONNX reference to compare with"}
     feeds = {spec.name: s for spec, s in zip(imported.inputs, samples)}
-    ref = _ref_batched(imported.source, feeds, n)
+    axes = [spec.perm[0] if spec.perm else 0 for spec in imported.outputs]  # where each output has its batch
+    ref = _ref_batched(imported.source, feeds, n, axes)
     got = _keras_outputs(imported, samples)
     outputs = [_compare(spec.name, g, r) for spec, g, r in zip(imported.outputs, got, ref)]
     drift = _original_drift(imported.source, {k: v[:1] for k, v in feeds.items()}, [r[:1] for r in ref])
@@ -185,12 +191,13 @@ def check_parity(imported: ImportedModel, *, samples: Sequence[np.ndarray] | Non
     return report
 
 
-def _ref_batched(path: Path, feeds: Mapping[str, np.ndarray], n: int) -> list[np.ndarray]:
-    """Reference outputs for a batch; models with a fixed batch of 1 are run one sample at a time."""
+def _ref_batched(path: Path, feeds: Mapping[str, np.ndarray], n: int, batch_axes: Sequence[int]) -> list[np.ndarray]:
+    """Reference outputs for a batch; models with a fixed batch of 1 are run one sample at a time, and their
+    outputs joined on each output's batch axis (a sequence-first output ``[T, B, C]`` has it at 1)."""
     try:
         return reference_outputs(path, feeds)
     except Exception:
         if n <= 1:
             raise
     per = [reference_outputs(path, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
-    return [np.concatenate([p[j] for p in per]) for j in range(len(per[0]))]
+    return [np.concatenate([p[j] for p in per], axis=batch_axes[j]) for j in range(len(per[0]))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeopt.frontends.onnx.context import NodeError, attr
+from edgeopt.frontends.onnx.layers import custom
 from edgeopt.frontends.onnx.layout import CHANNELS_LAST, Value, permute
 from edgeopt.frontends.onnx.padding import keras_padding, spatial_pads
 
@@ -49,10 +50,18 @@ def conv(ctx, node):
     use_bias = b is not None
     L = ctx.keras.layers
     common = dict(strides=strides, padding=padding, dilation_rate=dil, use_bias=use_bias)
+    subsample = None
     if group == c_in and group > 1:
         # Depthwise: output channel o = c * m + j reads input channel c, in Keras and ONNX alike.
         m = c_out // c_in
         kernel_w = w.reshape(c_in, m, *kernel).transpose(2, 3, 0, 1)
+        if strides[0] != strides[1]:
+            # TF's depthwise kernel takes equal strides only (PP-OCR's (2, 1) strides): convolve with stride 1 over
+            # the explicitly padded input, then keep every s-th row/column, which is the strided result.
+            if padding != "valid":
+                x, padding = _pad_input(ctx, x, pads), "valid"
+            subsample, strides = strides, [1, 1]
+            common.update(strides=strides, padding=padding)
         layer = L.DepthwiseConv2D(kernel, depth_multiplier=m, name=ctx.name("dwconv"), **common)
     else:
         kernel_w = w.transpose(2, 3, 1, 0)
@@ -60,6 +69,9 @@ def conv(ctx, node):
     y = ctx.apply(layer, x.t)
     layer.set_weights([kernel_w.astype(np.float32)] + ([np.broadcast_to(b, (c_out,)).astype(np.float32)]
                                                        if use_bias else []))
+    if subsample is not None:
+        full = [int(d) for d in y.shape[1:3]]
+        y = ctx.apply(custom("Slice")([0, 0, 0, 0], [1, *full, c_out], [1, *subsample, 1], name=ctx.name("stride")), y)
     return [Value(y, CHANNELS_LAST)]
 
 

@@ -14,7 +14,8 @@ from edgeopt.frontends.onnx.context import Ctx, NodeError, unsupported
 from edgeopt.frontends.onnx.fold import evaluate, fold_constants, fuse_bias_adds, has_float16, to_float32
 from edgeopt.frontends.onnx.inputs import make_inputs
 from edgeopt.frontends.onnx.layout import CHANNELS_LAST, Value, identity, plain, plain_rows
-from edgeopt.frontends.onnx.patterns import fuse_gelu, strip_activation_qdq
+from edgeopt.frontends.onnx.patterns import (fuse_gelu, inferred_last_dims, strip_activation_qdq,
+                                             unmerge_matmul_reshapes)
 from edgeopt.frontends.onnx.loader import check_ops, check_structure, check_versions, read
 from edgeopt.frontends.spec import ImportedModel, TensorSpec
 
@@ -55,7 +56,7 @@ def import_onnx(path, *, input_shapes: Mapping[str, Sequence[int]] | None = None
         raise ModelFileError(f"{path}: float16 tensors cannot be read: {str(exc)[:300]}") from None
     model, pairs, int8_weights = strip_activation_qdq(model)
     if pairs or int8_weights:
-        notes.append(f"already-quantized (QDQ) model: {int8_weights} int8 weight tensor(s) dequantized to float32 "
+        notes.append(f"already-quantized (QDQ) model: {int8_weights} integer weight tensor(s) dequantized to float32 "
                      f"and {pairs} activation QuantizeLinear/DequantizeLinear pair(s) removed; the float model is "
                      "imported and INT8 ranges are calibrated anew")
     graph = model.graph
@@ -64,6 +65,10 @@ def import_onnx(path, *, input_shapes: Mapping[str, Sequence[int]] | None = None
     nodes = _reachable(graph, outputs, path)
     check_ops(nodes, path, SUPPORTED, variant=lambda n: recurrent.variant_problem(n, consts))
     nodes, _ = fold_constants(nodes, consts, opset)
+    nodes, unmerged = unmerge_matmul_reshapes(nodes, consts, inferred_last_dims(model))
+    if unmerged:
+        notes.append(f"{unmerged} Reshape(s) that merged leading axes before a MatMul/Gemm dropped (the product "
+                     "runs on the unmerged tensor)")
     nodes, gelus = fuse_gelu(nodes, consts, set(outputs))
     if gelus:
         notes.append(f"{gelus} erf-form GELU(s) fused into one GELU op each")

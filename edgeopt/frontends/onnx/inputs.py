@@ -25,7 +25,7 @@ def _static_shape(inp, path: Path, given: Sequence[int] | None, notes: list[str]
             raise ModelFileError(f"input_shapes for '{inp.name}' must be a list of integers, got {given!r}") from None
         if len(given) != len(shape) or any(g < 1 for g in given) or \
                 any(s is not None and s != g for s, g in zip(shape, given)):
-            raise ModelFileError(f"{path}: input_shapes gives {given} for input '{inp.name}', whose shape is "
+            raise ModelFileError(f"{path}: --input-shape gives {given} for input '{inp.name}', whose shape is "
                                  f"{[s if s else '?' for s in shape]}",
                                  hint=f"pass --input-shape {inp.name}:{example} matching the model's rank and "
                                       "fixed dims")
@@ -41,18 +41,24 @@ def _static_shape(inp, path: Path, given: Sequence[int] | None, notes: list[str]
         raise UnsupportedModelError(
             f"{path}: input '{inp.name}' has dynamic dimensions at axes {missing} "
             f"({[d.dim_param or '?' for d in dims]})",
-            hint=f"pass --input-shape {inp.name}:{example} (input_shapes={{'{inp.name}': [...]}})")
+            hint=f"pass --input-shape {inp.name}:{example}")
     return shape
 
 
-# Ops that keep the layout of their run-time input (constants broadcast in whatever layout the input has).
-_PASS_THROUGH = {"Mul", "Add", "Sub", "Div", "Relu", "Clip", "Identity", "Cast", "Sigmoid", "Tanh"}
+# Ops that keep the layout of their run-time input (constants broadcast in whatever layout the input has), and
+# Pad, which Keras models put before their first conv (ZeroPadding2D) while still NHWC.
+_PASS_THROUGH = {"Mul", "Add", "Sub", "Div", "Relu", "Clip", "Identity", "Cast", "Sigmoid", "Tanh", "Neg", "Abs",
+                 "Pow", "Sqrt", "Max", "Min", "LeakyRelu", "HardSigmoid", "Floor", "Round", "Exp", "Log", "Pad"}
+# Ops that read only the shape: they say nothing about the layout.
+_SHAPE_ONLY = {"Shape", "Size"}
 
 
 def _is_nhwc_input(name: str, nodes) -> bool:
-    """True for tf2onnx-style inputs: 4-D NHWC, every path reaching a Transpose to NCHW (0, 3, 1, 2).
+    """True for an NHWC input: 4-D, every path from it reaching a Transpose to NCHW (0, 3, 1, 2).
 
-    The paths may pass through elementwise preprocessing (a Rescaling's Mul/Add) first.
+    That is how every Keras exporter (tf2onnx, onnxmltools, keras2onnx) and a torch model that permutes its
+    NHWC input write it, whatever the producer name says. The paths may pass through elementwise preprocessing
+    (a Rescaling's Mul/Add, a Normalization's Sub/Div) and padding first; Shape/Size readers are ignored.
     """
     users_of: dict[str, list] = {}
     for n in nodes:
@@ -68,6 +74,8 @@ def _is_nhwc_input(name: str, nodes) -> bool:
             seen.add(id(n))
             if n.op_type == "Transpose" and list(attr(n, "perm", [])) == [0, 3, 1, 2]:
                 found = True
+            elif n.op_type in _SHAPE_ONLY:
+                continue
             elif n.op_type in _PASS_THROUGH and len(seen) < 64:
                 frontier.extend(o for o in n.output if o)
             else:
@@ -75,9 +83,15 @@ def _is_nhwc_input(name: str, nodes) -> bool:
     return found
 
 
+def _is_sequence_first_input(name: str, nodes) -> bool:
+    """True for a 3-D input read as ``X [T, B, C]`` by an LSTM/GRU (its batch is axis 1)."""
+    return any(n.op_type in ("LSTM", "GRU") and n.input and n.input[0] == name and not int(attr(n, "layout", 0))
+               for n in nodes)
+
+
 def import_layouts(model) -> dict[str, str]:
     """How the importer will lay out each 4-D run-time input of an ONNX ``ModelProto``, without importing it:
-    ``NCHW->NHWC`` for image inputs, ``as-is`` for inputs that are NHWC already (tf2onnx) or not 4-D."""
+    ``NCHW->NHWC`` for image inputs, ``as-is`` for inputs that are NHWC already (Keras exports) or not 4-D."""
     consts = {t.name for t in model.graph.initializer}
     nodes = list(model.graph.node)
     out = {}
@@ -96,7 +110,7 @@ def make_inputs(graph, nodes, consts, path: Path, input_shapes: Mapping[str, Seq
     given = dict(input_shapes or {})
     unknown = sorted(set(given) - {i.name for i in real})
     if unknown:
-        raise ModelFileError(f"{path}: input_shapes names {unknown}, but the model's inputs are "
+        raise ModelFileError(f"{path}: --input-shape names {unknown}, but the model's inputs are "
                              f"{[i.name for i in real]}")
     if not real:
         raise UnsupportedModelError(f"{path}: the model has no run-time inputs")
@@ -108,15 +122,22 @@ def make_inputs(graph, nodes, consts, path: Path, input_shapes: Mapping[str, Seq
             kind = onnx.TensorProto.DataType.Name(inp.type.tensor_type.elem_type)
             raise UnsupportedModelError(f"{path}: input '{inp.name}' is {kind}; only float inputs are supported")
         shapes[inp.name] = _static_shape(inp, path, given.get(inp.name), notes)
-    batch = shapes[real[0].name][0]
+    perms = {}
+    for inp in real:
+        shape = shapes[inp.name]
+        perms[inp.name] = identity(len(shape))
+        if len(shape) == 3 and _is_sequence_first_input(inp.name, nodes):
+            perms[inp.name] = (1, 0, 2)
+    first = real[0].name
+    batch = shapes[first][perms[first][0]]
     ctx = Ctx(opset=opset, batch=batch, keras=keras)
     specs, tensors = [], []
     for inp in real:
         shape = shapes[inp.name]
-        perm = identity(len(shape))
+        perm = perms[inp.name]
         if len(shape) == 4:
             if _is_nhwc_input(inp.name, nodes):
-                notes.append(f"input '{inp.name}' is NHWC already (its first op transposes it to NCHW); kept as-is")
+                notes.append(f"input '{inp.name}' is NHWC already (the graph transposes it to NCHW); kept as-is")
             else:
                 perm = CHANNELS_LAST
         keras_shape = tuple(shape[p] for p in perm)
@@ -124,7 +145,7 @@ def make_inputs(graph, nodes, consts, path: Path, input_shapes: Mapping[str, Seq
         t = keras.Input(shape=keras_shape[1:], name=ctx.name(_clean(inp.name)), dtype="float32")
         ctx.env[inp.name] = Value(t, perm)
         specs.append(TensorSpec(inp.name, tuple(shape), keras_shape, "float32",
-                                CHANNELS_LAST if perm == CHANNELS_LAST else None))
+                                None if perm == identity(len(shape)) else perm))
         tensors.append(t)
     return specs, ctx, tensors
 

@@ -151,3 +151,73 @@ def strip_activation_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, 
     g.node.extend(keep)
     weights = sum(1 for n in keep if n.op_type == "DequantizeLinear" and n.input[0] in consts)
     return m, len(drop) - len(rename), weights  # drop holds each pair's Q and its DQs; rename one entry per DQ
+
+
+def inferred_last_dims(model: onnx.ModelProto) -> dict[str, int]:
+    """The static last dimension of every tensor ONNX shape inference can size (empty when it fails)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # models over 2 GB, odd custom ops: the rewrites that need shapes are skipped
+        return {}
+    out = {}
+    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        dims = v.type.tensor_type.shape.dim if v.type.HasField("tensor_type") else []
+        if dims and dims[-1].HasField("dim_value"):
+            out[v.name] = int(dims[-1].dim_value)
+    return out
+
+
+def unmerge_matmul_reshapes(nodes: list, consts: dict, last_dims: dict[str, int]) -> tuple[list, int]:
+    """Drop ``Reshape(x, [M, K])`` before a MatMul/Gemm with a constant ``[K, N]`` weight when ``x``'s last dim is K.
+
+    A CRNN writes its per-step classifier as ``view(T * b, h) → Linear → view(T, b, -1)``, merging the batch into
+    the sequence axis; a matrix product acts on rows alike whatever the leading axes, so it runs on ``x`` itself and
+    the second view stays (exact for every batch size). Gemm becomes MatMul + Add for this.
+    """
+    users: dict[str, int] = {}
+    for n in nodes:
+        for i in n.input:
+            users[i] = users.get(i, 0) + 1
+    producer = {o: n for n in nodes for o in n.output}
+    out, count, drop = [], 0, set()
+    for n in nodes:
+        if n.op_type not in ("MatMul", "Gemm") or len(n.input) < 2 or n.input[1] not in consts:
+            out.append(n)
+            continue
+        r = producer.get(n.input[0])
+        w = np.asarray(consts[n.input[1]])
+        trans_b = n.op_type == "Gemm" and _attr_int(n, "transB")
+        k = w.shape[1] if trans_b else w.shape[0]
+        ok = (r is not None and r.op_type == "Reshape" and users.get(r.output[0]) == 1 and w.ndim == 2
+              and last_dims.get(r.input[0]) == k and r.input[1] in consts
+              and list(np.asarray(consts[r.input[1]]).reshape(-1))[-1:] in ([k], [-1])
+              and not (n.op_type == "Gemm" and _attr_int(n, "transA")))
+        if not ok:
+            out.append(n)
+            continue
+        drop.add(id(r))
+        count += 1
+        if n.op_type == "MatMul":
+            new = onnx.helper.make_node("MatMul", [r.input[0], n.input[1]], list(n.output), name=n.name)
+            out.append(new)
+            continue
+        alpha, beta = _attr_float(n, "alpha", 1.0), _attr_float(n, "beta", 1.0)
+        wname = f"{n.output[0]}__weight"
+        consts[wname] = ((w.T if trans_b else w) * alpha).astype(np.float32)
+        if len(n.input) > 2 and n.input[2] and n.input[2] in consts:
+            bname = f"{n.output[0]}__bias"
+            consts[bname] = (np.asarray(consts[n.input[2]], np.float32) * beta).reshape(-1)
+            mid = f"{n.output[0]}__matmul"
+            out.append(onnx.helper.make_node("MatMul", [r.input[0], wname], [mid], name=f"{n.name}_matmul"))
+            out.append(onnx.helper.make_node("Add", [mid, bname], list(n.output), name=n.name))
+        else:
+            out.append(onnx.helper.make_node("MatMul", [r.input[0], wname], list(n.output), name=n.name))
+    return [n for n in out if id(n) not in drop], count
+
+
+def _attr_int(node, name: str) -> int:
+    return next((int(a.i) for a in node.attribute if a.name == name), 0)
+
+
+def _attr_float(node, name: str, default: float) -> float:
+    return next((float(a.f) for a in node.attribute if a.name == name), default)
