@@ -194,6 +194,7 @@ POOL = {
     "max-k2s2": lambda: _pool("MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
     "max-k3s2p1": lambda: _pool("MaxPool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
     "max-ceil": lambda: _pool("MaxPool", 9, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+    "max-ceil-k3s2p1": lambda: _pool("MaxPool", 10, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1),
     "max-same-upper": lambda: _pool("MaxPool", 9, kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
     "max-asym": lambda: _pool("MaxPool", kernel_shape=[2, 2], pads=[0, 0, 1, 1]),
     "max-op7": lambda: single("MaxPool", (1, 4, 8, 8), opset=7, kernel_shape=[2, 2], strides=[2, 2]),

@@ -180,22 +180,68 @@ def test_nhwc_input_read_from_the_graph(producer, tmp_path):
         assert par["passed"] and max(o["max_rel_error"] for o in par["outputs"]) <= TOL
 
 
-def test_tf2onnx_keras_with_zero_padding(tmp_path):
-    import tf2onnx
+def _export_nhwc(exporter: str, path):
+    """A small NHWC image model exported by a real exporter: Keras through tf2onnx or onnxmltools, or torch with
+    the permute to NCHW inside its forward."""
+    if exporter == "torch":
+        import torch
 
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv, self.fc = torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.Linear(8, 4)
+
+            def forward(self, x):  # x: [N, H, W, 3]
+                x = torch.relu(self.conv(x.permute(0, 3, 1, 2) / 127.5 - 1.0))
+                return self.fc(x.mean((2, 3)))
+
+        torch.manual_seed(0)
+        torch.onnx.export(Net().eval(), torch.zeros(1, 32, 32, 3), str(path), dynamo=False, opset_version=17,
+                          input_names=["image"])
+        return path
     from edgeopt._tf import keras, tf
 
     K = keras()
     i = K.Input((32, 32, 3), name="image")
     x = K.layers.ZeroPadding2D(1)(K.layers.Rescaling(1 / 127.5, -1)(i))
     x = K.layers.Conv2D(8, 3, strides=2)(x)
-    y = K.layers.Dense(4)(K.layers.GlobalAveragePooling2D()(K.layers.ReLU()(x)))
-    path = tmp_path / "k.onnx"
-    tf2onnx.convert.from_keras(K.Model(i, y), input_signature=(tf().TensorSpec((None, 32, 32, 3), name="image"),),
-                               opset=13, output_path=str(path))
+    m = K.Model(i, K.layers.Dense(4)(K.layers.GlobalAveragePooling2D()(K.layers.ReLU()(x))))
+    if exporter == "tf2onnx":
+        import tf2onnx
+
+        tf2onnx.convert.from_keras(m, input_signature=(tf().TensorSpec((None, 32, 32, 3), name="image"),),
+                                   opset=13, output_path=str(path))
+    else:
+        import onnxmltools
+
+        onnx.save(onnxmltools.convert_keras(m, target_opset=13), str(path))
+    return path
+
+
+@pytest.mark.parametrize("exporter", ["tf2onnx", "onnxmltools", "torch"])
+def test_nhwc_models_from_real_exporters(exporter, tmp_path):
+    path = _export_nhwc(exporter, tmp_path / "k.onnx")
     imp = load_model(path)
     assert imp.inputs[0].perm is None and imp.inputs[0].keras_shape == (1, 32, 32, 3)
     from edgeopt.frontends.parity import check_parity
 
     rep = check_parity(imp, samples=[np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)])
     assert rep["passed"] and rep["outputs"][0]["max_rel_error"] <= TOL
+
+
+def test_ceil_mode_max_pool_keeps_int8_ranges(tmp_path):
+    # MTCNN pools with ceil_mode after a PReLU (values of both signs): the overhang must not widen the int8 range
+    from ai_edge_litert.interpreter import Interpreter
+
+    nodes = [node("Conv", ["x", "w"], ["c"]), node("PRelu", ["c", "a"], ["p"]),
+             node("MaxPool", ["p"], ["m"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+             node("Flatten", ["m"], ["y"])]
+    m = model(nodes, [("x", [1, 3, 24, 24])], ["y"], {"w": rand(8, 3, 3, 3), "a": np.full((8, 1, 1), 0.25, np.float32)})
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).uniform(-1, 1, (40, 3, 24, 24)).astype(np.float32))
+    res = edgeopt.compress(save(m, tmp_path), precision="int8", calib=calib, output=tmp_path / "p.tflite", report=REPORT)
+    interp = Interpreter(model_path=str(res.output))  # with XNNPACK, as an app would load it
+    interp.allocate_tensors()
+    scales = [float(s) for t in interp.get_tensor_details() for s in t["quantization_parameters"]["scales"]]
+    assert max(scales) < 1.0, max(scales)
+    assert res.report["fidelity"][0]["cosine_mean"] >= 0.999

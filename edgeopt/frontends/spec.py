@@ -39,6 +39,8 @@ class TensorSpec:
             return "as-is"
         if len(self.perm) == 4 and tuple(self.perm) == (0, 2, 3, 1):
             return "NCHW->NHWC"
+        if tuple(self.perm) == (1, 0, 2):
+            return "TBC->BTC"  # sequence-first: the batch moves first
         return "perm" + ",".join(map(str, self.perm))
 
     @property

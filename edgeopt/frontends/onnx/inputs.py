@@ -91,7 +91,8 @@ def _is_sequence_first_input(name: str, nodes) -> bool:
 
 def import_layouts(model) -> dict[str, str]:
     """How the importer will lay out each 4-D run-time input of an ONNX ``ModelProto``, without importing it:
-    ``NCHW->NHWC`` for image inputs, ``as-is`` for inputs that are NHWC already (Keras exports) or not 4-D."""
+    ``NCHW->NHWC`` for image inputs, ``TBC->BTC`` for sequence-first inputs of an LSTM/GRU, ``as-is`` for inputs
+    that are NHWC already (Keras exports) or anything else."""
     consts = {t.name for t in model.graph.initializer}
     nodes = list(model.graph.node)
     out = {}
@@ -99,7 +100,10 @@ def import_layouts(model) -> dict[str, str]:
         if inp.name in consts:
             continue
         rank = len(inp.type.tensor_type.shape.dim) if inp.type.HasField("tensor_type") else 0
-        out[inp.name] = "NCHW->NHWC" if rank == 4 and not _is_nhwc_input(inp.name, nodes) else "as-is"
+        if rank == 3 and _is_sequence_first_input(inp.name, nodes):
+            out[inp.name] = "TBC->BTC"
+        else:
+            out[inp.name] = "NCHW->NHWC" if rank == 4 and not _is_nhwc_input(inp.name, nodes) else "as-is"
     return out
 
 

@@ -8,7 +8,6 @@ from edgeopt.frontends.onnx.layers import custom
 from edgeopt.frontends.onnx.layout import CHANNELS_LAST, Value, permute, plain_rows
 from edgeopt.frontends.onnx.padding import ceil_extra, keras_padding, spatial_pads
 
-_FLOAT_MIN = float(np.finfo(np.float32).min)
 
 
 def _pool_input(ctx, node) -> tuple[Value, list[int]]:
@@ -42,14 +41,16 @@ def max_pool(ctx, node):
     L = ctx.keras.layers
     padding = keras_padding(sizes, kernel, strides, [1, 1], pads) if not any(extra) else None
     if padding is None:
-        # Pad with the lowest float so padding never wins the max (ONNX pads MaxPool with -inf).
+        # ONNX pads MaxPool with -inf. Replicating the edge is exact too: every window holds a real element, so it
+        # holds the edge element the padding copies. A -inf (or lowest float) pad would instead join the int8
+        # range the converter calibrates for the pad's input and output (scale 1e36), ruining the layer.
         full = [[0, 0], [pads[0][0], pads[0][1] + extra[0]], [pads[1][0], pads[1][1] + extra[1]], [0, 0]]
         if _non_negative(x):
             # After a ReLU zeros never win the max either, and a zero pad keeps int8 ranges tight.
             layer = L.ZeroPadding2D((tuple(full[1]), tuple(full[2])), name=ctx.name("pad"))
             x = Value(ctx.apply(layer, x.t), x.perm)
         elif any(v for p in full for v in p):
-            x = Value(ctx.apply(custom("Pad")(full, "constant", _FLOAT_MIN, name=ctx.name("pad")), x.t), x.perm)
+            x = Value(ctx.apply(custom("Pad")(full, "edge", 0.0, name=ctx.name("pad")), x.t), x.perm)
         padding = "valid"
     layer = L.MaxPooling2D(kernel, strides, padding=padding, name=ctx.name("maxpool"))
     return [Value(ctx.apply(layer, x.t), CHANNELS_LAST)]
