@@ -61,7 +61,11 @@ class Context:
     def samples(self, specs: Sequence[TensorSpec]) -> Samples:
         """Load (once) and split the run's data; random samples in the value range when no data was given."""
         if self._samples is None:
-            self._samples = self._load(specs)
+            from .console import status
+
+            what = f"reading {Path(self.data.calib).name}" if self.data.calib else "drawing random inputs (no --calib)"
+            with status(what, step="data"):
+                self._samples = self._load(specs)
         return self._samples
 
     def _load(self, specs: Sequence[TensorSpec]) -> Samples:

@@ -78,8 +78,13 @@ class TFLiteModel:
         return list(self.output_details)
 
     def run_one(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One sample (batch 1) by input name; float outputs by output name."""
+        """One sample (batch 1) by input name; float outputs by output name.
+
+        TFLite's fused sequence LSTM keeps its hidden and cell state in variable tensors across invocations, so
+        they are reset first: every sample starts from the zero state, as in the Keras and ONNX models.
+        """
         q = {k: quantize(np.asarray(v, np.float32), self.input_details[k]) for k, v in feeds.items()}
+        self.interpreter.reset_all_variables()
         if self._runner is not None:
             raw = self._runner(**q)
         else:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 
 import edgeopt
 from edgeopt.frontends import load_model

@@ -159,7 +159,7 @@ def test_unsupported_lstm_variants_are_named(attrs, reason, tmp_path):
         load_model(_lstm_variant(tmp_path, **attrs))
 
 
-def test_crnn_compresses_to_int8_with_fused_lstm(tmp_path):
+def test_crnn_compresses_to_int8_unrolled(tmp_path):
     import edgeopt
     from edgeopt.analyze.tflite import read_tflite
 
@@ -169,6 +169,33 @@ def test_crnn_compresses_to_int8_with_fused_lstm(tmp_path):
     np.save(calib, rng.uniform(-1, 1, (40, 1, 32, 64)).astype(np.float32))
     res = edgeopt.compress(path, precision="int8", calib=calib, output=tmp_path / "crnn_int8.tflite",
                            report={"latency_runs": 2, "warmup_runs": 1, "delegates": False})
-    ops = read_tflite(res.output).op_histogram
-    assert ops.get("UNIDIRECTIONAL_SEQUENCE_LSTM", 0) == 2, ops  # one per direction
+    summary = read_tflite(res.output)
+    # 32 steps: unrolled into builtin int8 ops, no stateful sequence op
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in summary.op_histogram and not summary.custom_ops
+    assert summary.op_histogram["FULLY_CONNECTED"] >= 2 * 32
     assert res.report["fidelity"][0]["cosine_mean"] >= 0.99
+
+
+def test_long_lstm_keeps_the_fused_op_and_runs_stateless(tmp_path):
+    # over 128 steps the fused op stays; its state must not leak from one sample into the next
+    from edgeopt.analyze.tflite import read_tflite
+    from edgeopt.converter import to_tflite
+    from edgeopt.runtime import TFLiteModel
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(3, 8)
+
+        def forward(self, x):  # x: [T, B, 3]
+            return self.rnn(x)[0]
+
+    imported = load_model(_export(Seq(), (140, 1, 3), tmp_path / "long.onnx"))
+    tfl = tmp_path / "long.tflite"
+    tfl.write_bytes(to_tflite(imported.model, input_names=["x"], output_names=["y"]))
+    assert read_tflite(tfl).op_histogram.get("UNIDIRECTIONAL_SEQUENCE_LSTM") == 1
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 1, 140, 3)).astype(np.float32)  # Keras layout [B, T, C]
+    want = [imported.model(s).numpy() for s in x]
+    runner = TFLiteModel(tfl)
+    got = [runner.run_one({"x": s})["y"] for s in x]  # the same interpreter, three sequences in a row
+    assert max(float(np.abs(g - w).max()) for g, w in zip(got, want)) < 1e-4

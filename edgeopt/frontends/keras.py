@@ -29,7 +29,7 @@ def _static(name: str, shape, given: Sequence[int] | None, path: Path) -> tuple[
         except (TypeError, ValueError):
             raise ModelFileError(f"input_shapes for '{name}' must be a list of integers, got {given!r}") from None
         if len(given) != len(dims) or any(d is not None and d != g for d, g in zip(dims, given)):
-            raise ModelFileError(f"{path}: input_shapes gives {given} for input '{name}', whose shape is {dims}")
+            raise ModelFileError(f"{path}: --input-shape gives {given} for input '{name}', whose shape is {dims}")
         return tuple(given)
     dims[0] = 1 if dims and dims[0] is None else dims[0]
     if any(d is None for d in dims):
@@ -57,7 +57,7 @@ def load_keras(path, *, input_shapes: Mapping[str, Sequence[int]] | None = None)
     names = [t.name.split(":")[0] for t in model.inputs]
     unknown = sorted(set(given) - set(names))
     if unknown:
-        raise ModelFileError(f"{path}: input_shapes names {unknown}, but the model's inputs are {names}")
+        raise ModelFileError(f"{path}: --input-shape names {unknown}, but the model's inputs are {names}")
     ins = []
     for name, t in zip(names, model.inputs):
         shape = _static(name, t.shape, given.get(name), path)

@@ -149,17 +149,22 @@ def _per_channel(c: np.ndarray, rank: int, channels: int) -> np.ndarray | None:
     return np.broadcast_to(full.reshape(-1), (channels,)).astype(np.float32)
 
 
+def index_nodes(nodes: list) -> tuple[dict[str, int], dict[str, onnx.NodeProto]]:
+    """(how many node inputs read each tensor, the node producing each tensor)."""
+    users: dict[str, int] = {}
+    for n in nodes:
+        for i in n.input:
+            users[i] = users.get(i, 0) + 1
+    return users, {o: n for n in nodes for o in n.output}
+
+
 def fuse_bias_adds(nodes: list, consts: dict, outputs: set[str]) -> tuple[list, int]:
     """Fold ``Conv → Add(const per-channel)`` and ``MatMul(x, W) → Add(const)`` into the Conv/Gemm bias.
 
     CNTK and some converters write the bias as a separate Add; a fused bias keeps the Keras model to one layer
     per conv, which pruning and quantization both want.
     """
-    users: dict[str, int] = {}
-    for n in nodes:
-        for i in n.input:
-            users[i] = users.get(i, 0) + 1
-    producer = {o: n for n in nodes for o in n.output}
+    users, producer = index_nodes(nodes)
     out, fused, drop = [], 0, set()
     for n in nodes:
         if n.op_type != "Add" or len(n.input) != 2:

@@ -174,11 +174,9 @@ def unmerge_matmul_reshapes(nodes: list, consts: dict, last_dims: dict[str, int]
     the sequence axis; a matrix product acts on rows alike whatever the leading axes, so it runs on ``x`` itself and
     the second view stays (exact for every batch size). Gemm becomes MatMul + Add for this.
     """
-    users: dict[str, int] = {}
-    for n in nodes:
-        for i in n.input:
-            users[i] = users.get(i, 0) + 1
-    producer = {o: n for n in nodes for o in n.output}
+    from edgeopt.frontends.onnx.fold import index_nodes
+
+    users, producer = index_nodes(nodes)
     out, count, drop = [], 0, set()
     for n in nodes:
         if n.op_type not in ("MatMul", "Gemm") or len(n.input) < 2 or n.input[1] not in consts:

@@ -201,7 +201,6 @@ def squeeze(ctx, node):
 
 def unsqueeze(ctx, node):
     x = plain_rows(ctx.value(node, 0), ctx)
-    shape = list(x.onnx_shape(ctx.batch))
     axes = _axes(ctx, node)
     if not axes:
         raise NodeError("axes are missing")
