@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -21,7 +22,8 @@ def build_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="*", help="the .tflite file; with --compare, LABEL=PATH pairs")
     parser.add_argument("--json", metavar="FILE", help="write the result as JSON ('-' for stdout)")
-    parser.add_argument("--parse", metavar="FILE", help="parse a saved benchmark_model output instead of running")
+    parser.add_argument("--parse", metavar="FILE", help="parse a saved benchmark_model or benchmark_litert_model "
+                                                        "output instead of running")
     parser.add_argument("--list-delegates", action="store_true", help="which standard delegate libraries load here")
     add_runner_arguments(parser)
     android = parser.add_argument_group("Android over adb")
@@ -71,13 +73,7 @@ def _single_model(args, /):
 def dispatch(args, /):
     """Run what the flags ask for and return the result dict."""
     if args.parse:
-        from .parse_benchmark_model import parse
-
-        try:
-            with open(args.parse, encoding="utf-8", errors="replace") as handle:
-                return parse(handle.read())
-        except OSError as exc:
-            raise BenchError(f"cannot read {args.parse}: {exc}") from exc
+        return parse_file(args.parse)
     if args.list_delegates:
         from .delegates import probe
 
@@ -138,22 +134,79 @@ def print_result(result, /, *, stream):
     Console(file=stream).print(table)
 
 
-def main(argv=None):
-    """Entry point of ``device_bench``; returns the exit code (2 for user mistakes, no traceback)."""
+def parse_file(path, /):
+    """Parse a saved benchmark_model / benchmark_litert_model output; BenchError when it holds no results.
+
+    >>> parse_file("tests/data/benchmark_model/03_tf1_15_gpu_explicit.txt")["latency_ms"]["count"]   # doctest: +SKIP
+    50
+    """
+    from .parse_benchmark_model import parse
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            parsed = parse(handle.read())
+    except OSError as exc:
+        raise BenchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if parsed["inference_avg_us"] is None and parsed["init_us"] is None:
+        if parsed["errors"]:
+            raise BenchError(f"{path}: the benchmark did not finish: {'; '.join(parsed['errors'][:3])}")
+        raise BenchError(f"{path}: no benchmark results found",
+                         hint="give the output of benchmark_model (its `count=... avg=...` and `Inference timings` "
+                              "lines) or of LiteRT's benchmark_litert_model (its BENCHMARK RESULTS block)")
+    return parsed
+
+
+def describe(args, /):
+    """What a run is doing, for a progress line: ``benchmarking m.tflite on this host``.
+
+    >>> describe(build_parser().parse_args(["m.tflite", "--ssh", "rpi.local"]))
+    'benchmarking m.tflite on rpi.local over ssh'
+    """
+    if args.parse:
+        return f"parsing {args.parse}"
+    if args.list_delegates:
+        return "probing delegate libraries"
+    if args.compare:
+        return f"timing {len(args.model)} models interleaved"
+    model = args.model[0] if args.model else "the model"
+    where = ("on the phone over adb" if args.android else f"on {args.ssh} over ssh" if args.ssh else "on this host")
+    return f"benchmarking {model} {where}"
+
+
+def run(argv=None, /, *, busy=None):
+    """Parse the flags, benchmark (or parse), write the JSON and print the table; returns the exit code (argparse's
+    for a bad flag or --help) and raises :class:`BenchError` for every other problem. ``busy(message)``, when
+    given, is a context manager shown while the work runs (edgeopt passes its spinner)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        result = dispatch(args)
+        with busy(describe(args)) if busy is not None else contextlib.nullcontext():
+            result = dispatch(args)
         if args.json:
             write_json(result, args.json)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print_result(result, stream=sys.stderr if args.json == "-" else sys.stdout)
+        print_result(result, stream=sys.stderr if args.json == "-" else sys.stdout)
+    except (OSError, RuntimeError, ValueError) as exc:  # a runtime, file system or device failure not named above
+        text = str(exc).strip()
+        raise BenchError(f"{describe(args)} failed: {type(exc).__name__}: {text.splitlines()[0] if text else ''}",
+                         hint="check the model with `edgeopt inspect`; try --use-xnnpack false or fewer threads")
     return 0
+
+
+def main(argv=None):
+    """Entry point of ``device_bench``; returns the exit code (2 for user mistakes, 130 on Ctrl-C; no traceback)."""
+    try:
+        return run(argv)
+    except BenchError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

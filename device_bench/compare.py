@@ -6,6 +6,7 @@ rotates each round (round r starts at model r mod n), so no model always runs ri
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Mapping
@@ -57,17 +58,21 @@ def plot_comparison(results, /, *, accuracy=None, out_png, accuracy_label="accur
 
     >>> plot_comparison(compare(models), accuracy={"fp32": 0.91, "int8": 0.90}, out_png="cmp.png")  # doctest: +SKIP
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    try:
+        # The object-oriented API with the Agg canvas: no pyplot, no GUI backend, no global figure state.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise BenchError("drawing the plot needs matplotlib", hint="pip install matplotlib") from exc
 
     models = results["models"]
     labels = list(models)
     latency = [models[k]["latency_ms"]["median"] for k in labels]
     size_mb = [models[k]["size_bytes"] / 1e6 for k in labels]
     panels = 2 if accuracy else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
+    fig = Figure(figsize=(5.5 * panels, 4.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, panels, squeeze=False)
     if accuracy:
         missing = [k for k in labels if k not in accuracy]
         if missing:
@@ -89,10 +94,10 @@ def plot_comparison(results, /, *, accuracy=None, out_png, accuracy_label="accur
     out = Path(out_png)
     tmp = out.with_name(out.name + ".tmp.png")
     try:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=110, format="png")
         os.replace(tmp, out)
     except OSError as exc:
-        raise BenchError(f"cannot write {out}: {exc}") from exc
-    finally:
-        plt.close(fig)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise BenchError(f"cannot write {out}: {exc.strerror or exc}") from exc
     return out

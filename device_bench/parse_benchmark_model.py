@@ -1,4 +1,5 @@
-"""Parse what TFLite's ``benchmark_model`` printed, in every format it has used since TF 1.x.
+"""Parse what TFLite's ``benchmark_model`` and LiteRT's ``benchmark_litert_model`` printed, in every format since
+TF 1.x.
 
 Handles: the old ``Average inference timings in us: Warmup: .., Init: .., no stats: ..`` and the newer
 ``Inference timings in us: Init: .., First inference: .., Warmup (avg): .., Inference (avg): ..`` summaries;
@@ -6,6 +7,13 @@ Handles: the old ``Average inference timings in us: Warmup: .., Init: .., no sta
 scientific notation (``2.95034e+06``); both memory wordings and the periodic peak; ``INFO:``/``VERBOSE:`` and
 logcat prefixes; delegate messages; and the op-profiling tables. Times from the tool are microseconds; the
 ``*_ms`` fields and ``latency_ms`` are converted.
+
+LiteRT's ``benchmark_litert_model`` (``litert/tools/benchmark_litert_model.h``, ``BenchmarkLoggingListener``) ends
+with a ``========== BENCHMARK RESULTS ==========`` block of ``LITERT_LOG`` lines, each prefixed ``INFO: [file:line]``:
+``Model initialization: X ms``, ``Warmup (first): X ms``, ``Warmup (avg): X ms (N runs)``, ``Inference (avg|min|max):
+X ms``, ``Inference (std): X`` (ms), ``Throughput: X MB/s`` and, under ``Memory Usage:``, ``Init footprint``,
+``Overall footprint`` and ``Peak memory`` in MB. Its figures fill the same fields (``tool`` says
+``benchmark_litert_model``); the base tool's ``count=`` lines, when printed too, keep their microsecond precision.
 
 >>> parse("Inference timings in us: Init: 855, First inference: 49060, Warmup (avg): 34825.1, "
 ...       "Inference (avg): 33209.4")["latency_ms"]["mean"]
@@ -21,7 +29,8 @@ NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 # "2023-06-14 10:55:20.865 18088-18088 tflite   org.tensorflow.lite.benchmark   I  " (Android Studio).
 _LOGCAT = re.compile(r"^\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+ [VDIWEF] [^:]*?\s*: ?")
 _STUDIO = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \d+-\d+ \S+\s+\S+\s+[VDIWEF]  ")
-_LEVEL = re.compile(r"^(?:INFO|VERBOSE|WARNING|ERROR): ")
+_LEVEL = re.compile(r"^(?:INFO|VERBOSE|WARNING|WARN|ERROR|DEBUG): ")
+_SOURCE_LINE = re.compile(r"^\[[\w.+-]+:\d+\] ?")  # LITERT_LOG's "[benchmark_litert_model.h:94] "
 _ERROR_LEVEL = re.compile(r"(?:^|\s)ERROR: |^\S.*\s+E\s+\S+\s*: ")
 
 _SUMMARY = re.compile(rf"Inference timings in us: Init: ({NUMBER}), First inference: ({NUMBER}), "
@@ -53,7 +62,7 @@ _TABLE = {"Run Order": "run_order", "Top by Computation Time": "top", "Summary b
 def strip_prefix(line):
     """A line without its logcat / Android Studio / ``INFO:`` prefixes."""
     line = _STUDIO.sub("", _LOGCAT.sub("", line.rstrip("\r\n")))
-    return _LEVEL.sub("", line.strip())
+    return _SOURCE_LINE.sub("", _LEVEL.sub("", line.strip())).strip()
 
 
 def _number(text):
@@ -70,7 +79,8 @@ def _empty():
             "warmup_avg_us": None, "inference_avg_us": None, "warmup": None, "inference": None,
             "memory_mb": {"init": None, "overall": None, "peak": None}, "session_init_ms": None,
             "model_size_mb": None, "num_threads": None, "graph": None, "delegates": [], "delegate_applied": [],
-            "delegates_created": [], "op_profile": None, "errors": []}
+            "delegates_created": [], "op_profile": None, "errors": [], "signature": None,
+            "throughput_mb_per_s": None}
 
 
 def parse(text, /):
@@ -79,7 +89,7 @@ def parse(text, /):
     >>> parse(open("tests/data/benchmark_model/03_tf1_15_gpu_explicit.txt").read())["inference"]["count"]
     50
     """
-    out, counts, profile = _empty(), [], _Profile()
+    out, counts, profile, litert = _empty(), [], _Profile(), {}
     summary_seen = False
     for raw in text.splitlines():
         if raw.startswith("#"):
@@ -87,6 +97,8 @@ def parse(text, /):
         line = strip_prefix(raw)
         if _ERROR_LEVEL.search(raw) and line:
             out["errors"].append(line)
+            continue
+        if _litert_line(line, litert):
             continue
         if profile.feed(line):
             continue
@@ -97,6 +109,7 @@ def parse(text, /):
         else:
             _other(line, out)
     _assign_counts(out, counts)
+    _assign_litert(out, litert)
     out["op_profile"] = profile.result()
     out.update({"init_ms": _us_to_ms(out["init_us"]), "first_inference_ms": _us_to_ms(out["first_inference_us"]),
                 "warmup_avg_ms": _us_to_ms(out["warmup_avg_us"]),
@@ -117,6 +130,74 @@ def _summary(line, out, /):
         out["warmup_avg_us"], out["init_us"], out["inference_avg_us"] = (_number(g) for g in match.groups())
         return True
     return False
+
+
+_LITERT_HEADER = "BENCHMARK RESULTS"
+_LITERT = {
+    "init_ms": re.compile(rf"^Model initialization: +({NUMBER}) ms"),
+    "warmup_first_ms": re.compile(rf"^Warmup \(first\): +({NUMBER}) ms"),
+    "warmup_avg_ms": re.compile(rf"^Warmup \(avg\): +({NUMBER}) ms \((\d+) runs\)"),
+    "inference_avg_ms": re.compile(rf"^Inference \(avg\): +({NUMBER}) ms \((\d+) runs\)"),
+    "inference_min_ms": re.compile(rf"^Inference \(min\): +({NUMBER}) ms"),
+    "inference_max_ms": re.compile(rf"^Inference \(max\): +({NUMBER}) ms"),
+    "inference_std_ms": re.compile(rf"^Inference \(std\): +({NUMBER})"),
+    "throughput_mb_per_s": re.compile(rf"^Throughput: +({NUMBER}) MB/s"),
+    "init_footprint_mb": re.compile(rf"^Init footprint: +({NUMBER}) MB"),
+    "overall_footprint_mb": re.compile(rf"^Overall footprint: +({NUMBER}) MB"),
+    "peak_memory_mb": re.compile(rf"^Peak memory: +({NUMBER}) MB"),
+    "signature": re.compile(r"^Signature name: +(\S+)"),
+}
+
+
+def _litert_line(line, litert, /):
+    """Consume a line of benchmark_litert_model's BENCHMARK RESULTS block into ``litert``; return whether it was one.
+
+    >>> block = {}
+    >>> _litert_line("Warmup (avg):         7441.04 ms (1 runs)", block), block
+    (True, {'warmup_avg_ms': 7441.04, 'warmup_count': 1})
+    """
+    if line.strip("= ") == _LITERT_HEADER:
+        litert["seen"] = True
+        return True
+    for key, pattern in _LITERT.items():
+        if match := pattern.search(line):
+            litert[key] = match[1] if key == "signature" else float(match[1])
+            if match.re.groups == 2:
+                litert[key.replace("_avg_ms", "_count")] = int(match[2])
+            return True
+    return False
+
+
+def _ms_to_us(value):
+    # The block prints milliseconds with 2 decimals; rounding keeps 7430.20 ms at 7430200.0 us, not ...0000001.
+    return None if value is None else round(value * 1000.0, 6)
+
+
+def _assign_litert(out, litert, /):
+    """Fill the common fields from a BENCHMARK RESULTS block; ``count=`` lines, when present, stay authoritative."""
+    if not litert:
+        return
+    out["tool"] = "benchmark_litert_model"
+    out["signature"] = litert.get("signature")
+    out["throughput_mb_per_s"] = litert.get("throughput_mb_per_s")
+    for field, key in (("init_us", "init_ms"), ("first_inference_us", "warmup_first_ms"),
+                       ("warmup_avg_us", "warmup_avg_ms"), ("inference_avg_us", "inference_avg_ms")):
+        if key in litert:
+            out[field] = _ms_to_us(litert[key])
+    if out["warmup"] is None and "warmup_avg_ms" in litert:
+        out["warmup"] = {"count": litert.get("warmup_count"), "first": _ms_to_us(litert.get("warmup_first_ms")),
+                         "avg": _ms_to_us(litert["warmup_avg_ms"])}
+    if out["inference"] is None and "inference_avg_ms" in litert:
+        stats = {"count": litert.get("inference_count"), "avg": _ms_to_us(litert["inference_avg_ms"])}
+        for name in ("min", "max", "std"):
+            if f"inference_{name}_ms" in litert:
+                stats[name] = _ms_to_us(litert[f"inference_{name}_ms"])
+        out["inference"] = stats
+    memory = out["memory_mb"]
+    for field, key in (("init", "init_footprint_mb"), ("overall", "overall_footprint_mb"),
+                       ("peak", "peak_memory_mb")):
+        if key in litert:
+            memory[field] = litert[key]
 
 
 def _other(line, out, /):

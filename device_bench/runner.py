@@ -52,9 +52,18 @@ DEFAULT_MAX_SECS = 150.0
 
 
 class BenchError(Exception):
-    """A problem with the model, the inputs, a delegate or a flag, explained in the message (exit code 2)."""
+    """A problem with the model, the inputs, a delegate, the device or a flag, explained in the message, with an
+    optional hint saying what to do (exit code 2). ``edgeopt bench`` shows it as an edgeopt error.
+
+    >>> str(BenchError("model file not found: m.tflite", hint="check the path"))
+    'model file not found: m.tflite\\n  hint: check the path'
+    """
 
     exit_code = 2
+
+    def __init__(self, message, *, hint=None):
+        self.message, self.hint = str(message), hint
+        super().__init__(self.message if hint is None else f"{self.message}\n  hint: {hint}")
 
 
 # ----------------------------------------------------------------------------------------------- runtime loading
@@ -237,7 +246,7 @@ class Session:
 
     def _fallback_or_raise(self, exc, /):
         if not self.allow_fallback:
-            raise BenchError(f"{exc}\n  hint: pass --allow-fallback to run on the CPU instead") from exc
+            raise BenchError(exc.message, hint="pass --allow-fallback to run on the CPU instead") from exc
         self.fallback = str(exc) if self.fallback is None else f"{self.fallback}; {exc}"
 
     def _resolver(self, use_xnnpack, xnnpack_fp16, /):
@@ -278,11 +287,17 @@ class Session:
             return None
 
     def run(self, count, /):
-        """Invoke ``count`` times; return the latencies in milliseconds."""
+        """Invoke ``count`` times; return the latencies in milliseconds (BenchError when an invoke fails)."""
         times = []
         for _ in range(count):
             start = time.perf_counter_ns()
-            self.interpreter.invoke()
+            try:
+                self.interpreter.invoke()
+            except (RuntimeError, ValueError) as exc:
+                raise BenchError(f"{self.model_path}: the interpreter failed while running the model: "
+                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+                                 hint="check the model with `edgeopt inspect`; with a delegate, try --allow-fallback "
+                                      "or --use-xnnpack false") from exc
             times.append((time.perf_counter_ns() - start) / 1e6)
         return times
 

@@ -50,3 +50,21 @@ class ConversionError(EdgeoptError):
 
 class DeviceError(EdgeoptError):
     """A device, delegate or remote host could not be used."""
+
+
+class ReportIncompleteError(EdgeoptError):
+    """The output model was written, but a measurement for its report failed (latency timing, the plot, the
+    delegate analysis, ...). The report files were written too and say what is missing; ``result`` is the run's
+    :class:`edgeopt.pipeline.RunResult`, so the Python API still hands back the output and the partial report.
+
+    >>> try:                                                          # doctest: +SKIP
+    ...     edgeopt.compress("model.onnx", output="m_int8.tflite")
+    ... except ReportIncompleteError as exc:
+    ...     exc.result.output, exc.result.report["incomplete"]
+    """
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, hint: str | None = None, result=None):
+        super().__init__(message, hint=hint)
+        self.result = result

@@ -53,9 +53,21 @@ def run_tflite(path, inputs_keras: Sequence[np.ndarray], *, input_names: Sequenc
                        output_names=output_names)
 
 
-def run_keras(model, inputs_keras: Sequence[np.ndarray]) -> list[np.ndarray]:
-    outs = model.predict(list(inputs_keras) if len(inputs_keras) > 1 else inputs_keras[0], verbose=0, batch_size=32)
-    return [np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+def run_keras(model, inputs_keras: Sequence[np.ndarray], *, batch_size: int = 32) -> list[np.ndarray]:
+    """The Keras model's outputs for (N, ...) Keras-layout inputs, one array per output.
+
+    The model is called directly on each batch: ``model.predict`` would first trace a predict function, which
+    costs more than the held-back samples take to run (0.2 s vs 0.06 s on the demo model).
+
+    >>> run_keras(model, [np.zeros((40, 28, 28, 1), np.float32)])[0].shape   # doctest: +SKIP
+    (40, 10)
+    """
+    parts = []
+    for start in range(0, len(inputs_keras[0]), batch_size):
+        batch = [np.asarray(a[start : start + batch_size]) for a in inputs_keras]
+        outs = model(batch if len(batch) > 1 else batch[0], training=False)
+        parts.append([np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])])
+    return [np.concatenate(column, axis=0) for column in zip(*parts)]
 
 
 def interleaved_latency(models: Mapping[str, str], *, num_threads: int, warmup_runs: int, num_runs: int) -> dict:

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ._tf import keras
 from .artifact import Artifact, Step
+from .console import quieted, status
 from .context import Context
-from .errors import EdgeoptError, ModelFileError, OutputError
+from .errors import EdgeoptError, ModelFileError, OutputError, ReportIncompleteError
 from .params import DataParams, ReportParams
+from .profiling import recording, step
 from .registry import lookup, make_params
 
 
@@ -29,10 +32,14 @@ class StageCall:
 
 @dataclass(frozen=True)
 class RunResult:
+    """What a run made: the final artifact, the output path, the report (None without one) and its files, and
+    ``profile``: the seconds of each step (:mod:`edgeopt.profiling`), the report writing included."""
+
     artifact: Artifact
     output: Path | None
     report: dict | None
     report_paths: tuple[Path, ...] = ()
+    profile: dict | None = None
 
 
 def source_artifact(path: str | Path) -> Artifact:
@@ -75,49 +82,100 @@ def run(
 ) -> RunResult:
     """Run ``calls`` on ``model``; write the final artifact to ``output`` and, when asked, its report beside it.
 
+    The output is written before the report is measured, so a failed measurement never costs the model: the report
+    says what is missing and :class:`ReportIncompleteError` (carrying this RunResult) is raised at the end.
+    ``quiet`` hides spinners, progress bars and warnings.
+
     >>> run("model.onnx", [StageCall("import"), StageCall("quantize.ptq")], output="m_int8.tflite")  # doctest: +SKIP
     """
     resolved = resolve(calls)
-    out = None
-    if output is not None:
-        from .outputs import check_writable
-
-        out = check_writable(output)
-        _check_suffix(out, resolved)
+    out = None if output is None else _checked_output(Path(output), Path(model), resolved)
     artifact = source_artifact(model)
-    versions = _versions()
     workdir = Path(tempfile.mkdtemp(prefix="edgeopt-"))
     try:
-        ctx = Context(workdir=workdir, data=data, quiet=quiet, history=[artifact])
-        for spec, params in resolved:
-            t0 = time.perf_counter()
-            new = spec.fn(artifact, params, ctx)
-            step = Step(
-                stage=spec.name,
-                params=dataclasses.asdict(params),
-                input_hash=artifact.hash(),
-                output_hash=new.hash(),
-                versions=versions,
-                seconds=time.perf_counter() - t0,
-            )
-            artifact = new.evolve(lineage=artifact.lineage + (step,))
-            ctx.history.append(artifact)
-        rep = None
-        paths: tuple[Path, ...] = ()
-        if report is not None and artifact.format == "tflite":
-            from .report import build_report
-
-            rep = build_report(ctx, params=report)
-        if out is not None:
-            _write_output(artifact, out)
-            if rep is not None:
-                from .report import write_report
-
-                rep["output"] = str(out)
-                paths = write_report(rep, out)
-        return RunResult(artifact=artifact, output=out, report=rep, report_paths=paths)
+        with quieted(quiet), recording() as prof:
+            ctx = Context(workdir=workdir, data=data, quiet=quiet, history=[artifact])
+            with status("loading TensorFlow", step="load TensorFlow"):
+                keras()  # once, up front: the import stage and the converter need it
+            artifact = _run_stages(artifact, resolved, ctx)
+            if out is not None:
+                _write_output(artifact, out)
+            rep, paths = _report(ctx, artifact, out, report, prof)
+        result = RunResult(artifact=artifact, output=out, report=rep, report_paths=paths, profile=prof.to_dict())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if rep is not None and rep["incomplete"]:
+        raise _incomplete(result)
+    return result
+
+
+def _checked_output(out: Path, model: Path, resolved) -> Path:
+    """Refuse, before any work, an output that is the input, that cannot be written or has the wrong suffix."""
+    from .outputs import check_not_input, check_writable, default_output
+
+    last = resolved[-1] if resolved else None
+    precision = "keras" if last is None or last[0].name == "import" else getattr(last[1], "precision", "int8")
+    check_not_input(out, model, suggestion=default_output(model, precision))
+    check_writable(out)
+    _check_suffix(out, resolved)
+    return out
+
+
+def _run_stages(artifact: Artifact, resolved, ctx: Context) -> Artifact:
+    """Run each stage, timed under its name, and append its Step to the lineage."""
+    versions = _versions()
+    input_hash = artifact.hash()
+    for spec, params in resolved:
+        t0 = time.perf_counter()
+        with step(spec.name):
+            new = spec.fn(artifact, params, ctx)
+        output_hash = new.hash()  # each file is hashed once: this output is the next stage's input
+        lineage_step = Step(stage=spec.name, params=dataclasses.asdict(params), input_hash=input_hash,
+                            output_hash=output_hash, versions=versions, seconds=time.perf_counter() - t0)
+        artifact = new.evolve(lineage=artifact.lineage + (lineage_step,))
+        input_hash = output_hash
+        ctx.history.append(artifact)
+    return artifact
+
+
+def _report(ctx: Context, artifact: Artifact, out: Path | None, params: ReportParams | None, prof):
+    """Build the report of a `.tflite` run and write its files beside ``out``; (None, ()) when there is none."""
+    if params is None or artifact.format != "tflite":
+        return None, ()
+    from .report import build_report, write_report
+
+    rep = build_report(ctx, params=params)
+    if out is None:
+        return rep, ()
+    rep["output"] = str(out)
+    with step("report files"):
+        paths = write_report(rep, out, profile=prof)
+    return rep, paths
+
+
+def _incomplete(result: RunResult) -> ReportIncompleteError:
+    """The error that ends a run whose output was written but whose report misses some measurements."""
+    failed = result.report["incomplete"]
+    what = "; ".join(f"{f['step']} failed ({f['error']})" for f in failed)
+    if result.output is not None:
+        files = ", ".join(str(p) for p in result.report_paths[:2])
+        message = f"the report is incomplete: {what}. The model itself was written to {result.output}"
+        hint = f"{files} say which measurements are missing; {_remedy(failed, result.output)}"
+    else:
+        message = f"the report is incomplete: {what}"
+        hint = _remedy(failed, None)
+    return ReportIncompleteError(message, hint=hint, result=result)
+
+
+def _remedy(failed: list[dict], output: Path | None) -> str:
+    steps = {f["step"] for f in failed}
+    if "delegates" in steps:
+        return "--no-delegates skips the delegate analysis"
+    if "latency" in steps and output is not None:
+        return f"measure the latency separately with `edgeopt bench {output}`"
+    if "plot" in steps and output is not None:
+        return f"check that {output.with_name(output.stem + '.report.svg')} can be written"
+    return "rerun with the same command to see whether the failure repeats"
 
 
 def _check_suffix(out: Path, resolved) -> None:

@@ -70,7 +70,7 @@ def load_recipe(path: str | Path) -> Recipe:
     unknown = sorted(set(doc) - set(TOP_LEVEL))
     if unknown:
         raise RecipeError(f"recipe {p}: unknown table(s) {', '.join(unknown)}",
-                          hint=f"a recipe has [[stage]] tables and optional [data] and [report]")
+                          hint="a recipe has [[stage]] tables and optional [data] and [report]")
     stages = doc.get("stage", [])
     if not isinstance(stages, list) or not stages:
         raise RecipeError(f"recipe {p} has no [[stage]] tables")

@@ -1,18 +1,24 @@
 """The run report: ``<output>.report.json`` and ``<output>.report.md`` beside the output model.
 
 It compares the output with its FP32 `.tflite` reference: size, params, MACs, import parity, fidelity on held-back
-samples, local latency, op histogram, delegate compatibility, and the lineage of every stage.
+samples, local latency, op histogram, delegate compatibility, the lineage of every stage and where the time went.
+
+The report never costs the model: the pipeline writes the output first, and a measurement that fails (latency
+timing, the plot, the delegate analysis, ...) is named under ``incomplete`` and at the top of report.md while the
+other sections are still measured; the run then ends with :class:`edgeopt.errors.ReportIncompleteError`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .artifact import Artifact, jsonable
 from .context import Context
 from .params import ReportParams
+from .profiling import Profile
 
 
 def _last(history: list[Artifact], fmt: str, **meta) -> Artifact | None:
@@ -22,75 +28,155 @@ def _last(history: list[Artifact], fmt: str, **meta) -> Artifact | None:
     return None
 
 
-def _fp32_reference(ctx: Context, keras_art: Artifact) -> Artifact:
+def _fp32_reference(ctx: Context, keras_art: Artifact, report: dict) -> Artifact | None:
+    """The run's FP32 `.tflite`, converted now (the ``convert.tflite`` stage) when the run made none; None when that
+    conversion fails (recorded in the report)."""
     found = _last(ctx.history, "tflite", precision="fp32")
     if found is not None:
         return found
     from .params import ConvertParams
+    from .profiling import step
     from .stages import convert_tflite
 
-    return convert_tflite(keras_art, ConvertParams(precision="fp32"), ctx)
+    converted = None
+    with measuring(report, "convert.tflite (fp32 reference)", None), step("convert.tflite (fp32 reference)"):
+        converted = convert_tflite(keras_art, ConvertParams(precision="fp32"), ctx)  # shows its own spinner
+    return converted
 
 
 def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
-    """Measure the last `.tflite` of the run against its FP32 reference; returns the JSON-able report."""
-    from .analyze.delegates import analyze_delegates
-    from .analyze.tflite import read_tflite
-    from .console import status
-    from .evaluate import compare_outputs, interleaved_latency, latency_summary, run_keras, run_tflite
+    """Measure the last `.tflite` of the run against its FP32 reference; returns the JSON-able report.
 
+    A measurement that fails (the reference conversion, fidelity, the static analysis, latency, delegates) does not
+    stop the others: the report records it under ``incomplete`` and ``complete`` is False.
+
+    >>> rep = build_report(ctx, params=ReportParams(latency_runs=50))   # doctest: +SKIP
+    >>> rep["complete"], rep["models"]["int8"]["latency"]["median_ms"]  # doctest: +SKIP
+    (True, 0.41)
+    """
     final = ctx.history[-1]
     keras_art = _last(ctx.history, "keras")
-    fp32 = _fp32_reference(ctx, keras_art)
-    specs_in, specs_out = keras_art.meta["inputs"], keras_art.meta["outputs"]
-    samples = ctx.samples(specs_in)
-    x = [s.to_keras(a) for s, a in zip(specs_in, samples.holdout)]
-    io = dict(input_names=final.meta["tflite_inputs"], output_names=final.meta["tflite_outputs"])
+    report = _skeleton(ctx, final, keras_art, params)
+    fp32 = _fp32_reference(ctx, keras_art, report)
+    models = {"fp32": fp32, final.meta["precision"]: final} if fp32 is not None else {final.meta["precision"]: final}
+    with measuring(report, "fidelity", "measuring fidelity on held-back samples"):
+        _fidelity(report, ctx, keras_art, models, final)
+    columns: dict[str, dict[str, Any]] = {label: {"size_bytes": art.path.stat().st_size} for label, art in models.items()}
+    report["models"] = columns
+    parsed = {}
+    with measuring(report, "analysis", "reading the .tflite files"):
+        parsed = _analysis(columns, models)
+    if len(columns) == 2:
+        report["size_ratio"] = columns[final.meta["precision"]]["size_bytes"] / columns["fp32"]["size_bytes"]
+    runs = f"{params.latency_runs} runs each, {params.num_threads} thread"
+    with measuring(report, "latency", f"timing {' and '.join(models)} interleaved ({runs})"):
+        _latency(report, columns, models, params)
+    if params.delegates and parsed:
+        from .analyze.delegates import analyze_delegates
 
-    with status("measuring fidelity on held-back samples"):
-        ref = run_tflite(fp32.path, x, **io)
-        conversion = compare_outputs(run_keras(keras_art.model, x), ref, specs_out)
-        fidelity = compare_outputs(ref, run_tflite(final.path, x, **io), specs_out) if final is not fp32 else None
+        with measuring(report, "delegates", "analysing delegate compatibility"):
+            for label, summary in parsed.items():
+                columns[label]["delegates"] = _delegate_summary(analyze_delegates(summary))  # no second read
+    report["complete"] = not report["incomplete"]
+    return jsonable(report)
 
-    models = {"fp32": fp32, final.meta["precision"]: final}
-    with status(f"timing {' and '.join(models)} interleaved ({params.latency_runs} runs each, "
-                f"{params.num_threads} thread)"):
-        timing = interleaved_latency({k: str(a.path) for k, a in models.items()}, num_threads=params.num_threads,
-                                     warmup_runs=params.warmup_runs, num_runs=params.latency_runs)
-    columns: dict[str, dict[str, Any]] = {}
-    for label, art in models.items():
-        parsed = read_tflite(art.path)
-        summary = parsed.to_dict()
-        columns[label] = {
-            "size_bytes": art.path.stat().st_size,
-            "params": summary["params"],
-            "macs": summary["macs"],
-            "op_histogram": summary["op_histogram"],
-            "latency": latency_summary(timing["models"][label]["latency_ms"], num_threads=params.num_threads),
-        }
-        if params.delegates:
-            columns[label]["delegates"] = _delegate_summary(analyze_delegates(parsed))  # no second read
+
+@contextlib.contextmanager
+def measuring(report: dict, step: str, message: str | None) -> Iterator[None]:
+    """Run one measurement behind a spinner showing ``message`` (None: the code inside shows its own), timed as
+    ``step``; a failure is recorded in the report, not raised (the model is already converted: a failed
+    measurement must not cost it). Ctrl-C still stops the run."""
+    from .console import status
+
+    try:
+        with status(message, step=step) if message is not None else contextlib.nullcontext():
+            yield
+    except Exception as exc:  # any failure of a measuring library: recorded, shown, and the run exits non-zero
+        report["incomplete"].append({"step": step, "error": describe_error(exc)})
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line: the exception's type and first line, e.g. ``RuntimeError: tensor 3 is not allocated``.
+
+    >>> describe_error(ValueError("bad shape\\nmore"))
+    'ValueError: bad shape'
+    """
+    from .errors import EdgeoptError
+
+    text = exc.message if isinstance(exc, EdgeoptError) else str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
+
+
+def _skeleton(ctx: Context, final: Artifact, keras_art: Artifact, params: ReportParams) -> dict[str, Any]:
+    """What the report knows without measuring: source, tensors, import parity, notes, lineage, settings."""
     source = ctx.history[0]
-    report = {
+    return {
+        "complete": True,
+        "incomplete": [],
         "source": {"path": str(source.path), "format": source.format, "size_bytes": source.metrics["size_bytes"]},
-        "inputs": [s.to_dict() for s in specs_in],
-        "outputs": [s.to_dict() for s in specs_out],
+        "inputs": [s.to_dict() for s in keras_art.meta["inputs"]],
+        "outputs": [s.to_dict() for s in keras_art.meta["outputs"]],
         "keras": {"params": keras_art.metrics.get("params"), "macs": keras_art.metrics.get("macs")},
         "import_parity": keras_art.metrics.get("parity"),
-        "conversion_parity": conversion,
-        "fidelity": fidelity,
-        "evaluation_data": {"source": samples.source, "heldback_samples": int(len(x[0])),
-                            "calibration_samples": int(len(samples.calib[0]))},
+        "conversion_parity": None,
+        "fidelity": None,
+        "evaluation_data": None,
         "precision": final.meta["precision"],
-        "models": columns,
-        "size_ratio": columns[final.meta["precision"]]["size_bytes"] / columns["fp32"]["size_bytes"],
-        "timing": timing,
+        "models": {},
+        "size_ratio": None,
+        "timing": None,
         "notes": list(keras_art.meta.get("notes", [])),
         "warnings": list(ctx.warnings),
         "lineage": [s.to_dict() for s in final.lineage],
         "settings": {"data": dataclasses.asdict(ctx.data), "report": dataclasses.asdict(params)},
     }
-    return jsonable(report)
+
+
+def _fidelity(report: dict, ctx: Context, keras_art: Artifact, models: dict[str, Artifact], final: Artifact) -> None:
+    """Conversion parity (FP32 .tflite vs Keras) and fidelity (output vs FP32) on the held-back samples."""
+    from .evaluate import compare_outputs, run_keras, run_tflite
+
+    specs_in, specs_out = keras_art.meta["inputs"], keras_art.meta["outputs"]
+    samples = ctx.samples(specs_in)
+    x = [s.to_keras(a) for s, a in zip(specs_in, samples.holdout)]
+    report["evaluation_data"] = {"source": samples.source, "heldback_samples": int(len(x[0])),
+                                 "calibration_samples": int(len(samples.calib[0]))}
+    io = dict(input_names=final.meta["tflite_inputs"], output_names=final.meta["tflite_outputs"])
+    fp32 = models.get("fp32")
+    if fp32 is None:
+        return
+    if len(x[0]) == 0:
+        ctx.warn("no held-back samples (--holdout 0): conversion parity and fidelity are not measured")
+        report["warnings"] = list(ctx.warnings)
+        return
+    ref = run_tflite(fp32.path, x, **io)
+    report["conversion_parity"] = compare_outputs(run_keras(keras_art.model, x), ref, specs_out)
+    if final is not fp32:
+        report["fidelity"] = compare_outputs(ref, run_tflite(final.path, x, **io), specs_out)
+
+
+def _analysis(columns: dict[str, dict], models: dict[str, Artifact]) -> dict:
+    """Params, MACs and op histogram of each .tflite (each file read once); returns the parsed summaries."""
+    from .analyze.tflite import read_tflite
+
+    parsed = {}
+    for label, art in models.items():
+        parsed[label] = read_tflite(art.path)
+        summary = parsed[label].to_dict()
+        columns[label].update(params=summary["params"], macs=summary["macs"], op_histogram=summary["op_histogram"])
+    return parsed
+
+
+def _latency(report: dict, columns: dict[str, dict], models: dict[str, Artifact], params: ReportParams) -> None:
+    from .evaluate import interleaved_latency, latency_summary
+
+    timing = interleaved_latency({k: str(a.path) for k, a in models.items()}, num_threads=params.num_threads,
+                                 warmup_runs=params.warmup_runs, num_runs=params.latency_runs)
+    report["timing"] = timing
+    for label in models:
+        columns[label]["latency"] = latency_summary(timing["models"][label]["latency_ms"],
+                                                    num_threads=params.num_threads)
 
 
 def _delegate_summary(result: dict) -> dict:
@@ -113,33 +199,42 @@ def report_paths(output: Path) -> tuple[Path, Path]:
     return output.with_name(output.stem + ".report.json"), output.with_name(output.stem + ".report.md")
 
 
-def write_report(report: dict, output: Path) -> tuple[Path, ...]:
-    """Write report.json, report.md and the latency plot (report.png) beside ``output``."""
+def write_report(report: dict, output: Path, *, profile: Profile | None = None) -> tuple[Path, ...]:
+    """Write the latency plot (report.svg), report.md and report.json beside ``output``; returns the paths written.
+
+    A plot that cannot be written is recorded under ``incomplete`` like any failed measurement; ``profile`` (the
+    run's step timings so far) is stored under ``profile``.
+    """
     import json
 
-    from .outputs import atomic_path, write_text
+    from .outputs import write_text
 
     pj, pm = report_paths(output)
-    png = output.with_name(output.stem + ".report.png")
-    with atomic_path(png) as tmp:
-        plot_latency(report, tmp)
-    report["plot"] = png.name
-    write_text(pj, json.dumps(report, indent=2) + "\n")
+    svg = output.with_name(output.stem + ".report.svg")
+    written = []
+    if report.get("timing"):
+        with measuring(report, "plot", "drawing the latency plot"):
+            write_text(svg, latency_plot(report))
+            report["plot"] = svg.name
+            written.append(svg)
+    report["complete"] = not report["incomplete"]
+    if profile is not None:
+        report["profile"] = profile.to_dict()
     write_text(pm, to_markdown(report))
-    return pj, pm, png
+    write_text(pj, json.dumps(jsonable(report), indent=2) + "\n")
+    return (pj, pm, *written)
 
 
-def plot_latency(report: dict, out_png: Path) -> None:
-    """Latency against size, and against top-1 agreement with FP32 when the model is a classifier."""
-    from device_bench.compare import plot_comparison
+def latency_plot(report: dict) -> str:
+    """SVG of latency against size, and against top-1 agreement with FP32 when the model is a classifier."""
+    from .report_plot import latency_svg
 
     agree = [r["top1_agreement"] for r in report["fidelity"] or [] if "top1_agreement" in r]
     accuracy = None
-    if agree:
-        accuracy = {label: 1.0 for label in report["models"]}
+    if agree and len(report["timing"]["models"]) > 1:
+        accuracy = {label: 1.0 for label in report["timing"]["models"]}
         accuracy[report["precision"]] = min(agree)
-    plot_comparison(report["timing"], accuracy=accuracy, out_png=out_png,
-                    accuracy_label="top-1 agreement with FP32")
+    return latency_svg(report["timing"], accuracy=accuracy, accuracy_label="top-1 agreement with FP32")
 
 
 def _mb(n: int) -> str:
@@ -150,17 +245,25 @@ def _g(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _cell(column: dict, key: str, fmt) -> str:
+    """A summary cell, or "-" for a figure that was not measured."""
+    value = column.get(key)
+    return "-" if value is None else fmt(value)
+
+
 def summary_rows(report: dict) -> list[tuple[str, ...]]:
-    """The headline table: one row per figure, one column per model (FP32 and the output precision)."""
+    """The headline table: one row per figure, one column per model (FP32 and the output precision); "-" marks
+    what was not measured (see ``incomplete``)."""
     labels = list(report["models"])
     cols = [report["models"][k] for k in labels]
+    threads = report["settings"]["report"]["num_threads"]
     rows = [("", *labels)]
-    rows.append(("size", *(_mb(c["size_bytes"]) for c in cols)))
-    rows.append(("params", *(f"{c['params']:,}" for c in cols)))
-    rows.append(("MACs", *(f"{c['macs']:,}" for c in cols)))
-    rows.append(("ops", *(str(sum(c["op_histogram"].values())) for c in cols)))
-    rows.append((f"median latency ({cols[0]['latency']['threads']} thread)",
-                 *(f"{c['latency']['median_ms']:.3f} ms" for c in cols)))
+    rows.append(("size", *(_cell(c, "size_bytes", _mb) for c in cols)))
+    rows.append(("params", *(_cell(c, "params", "{:,}".format) for c in cols)))
+    rows.append(("MACs", *(_cell(c, "macs", "{:,}".format) for c in cols)))
+    rows.append(("ops", *(_cell(c, "op_histogram", lambda h: str(sum(h.values()))) for c in cols)))
+    rows.append((f"median latency ({threads} thread)",
+                 *(_cell(c, "latency", lambda lat: f"{lat['median_ms']:.3f} ms") for c in cols)))
     return rows
 
 
@@ -172,6 +275,32 @@ def fidelity_rows(report: dict) -> list[tuple[str, ...]]:
     return rows
 
 
+def incomplete_lines(report: dict) -> list[str]:
+    """The statement an incomplete report opens with: what failed, and that the model itself was written.
+
+    >>> incomplete_lines({"incomplete": [{"step": "latency", "error": "RuntimeError: boom"}], "output": "m.tflite"})[0]
+    '**This report is incomplete.** The model was written to `m.tflite`, but these measurements failed:'
+    """
+    if not report.get("incomplete"):
+        return []
+    where = f" to `{report['output']}`" if report.get("output") else ""
+    lines = [f"**This report is incomplete.** The model was written{where}, but these measurements failed:", ""]
+    lines += [f"- {item['step']}: {item['error']}" for item in report["incomplete"]]
+    return lines + ["", "The sections below hold what was measured; a missing figure is shown as `-`.", ""]
+
+
+def profile_rows(profile: dict) -> list[tuple[str, str]]:
+    """(step, seconds) rows of a profile dict, with the time outside named steps and the total.
+
+    >>> profile_rows({"steps": [{"step": "import", "seconds": 1.25}], "other_seconds": 0.1, "total_seconds": 1.35})
+    [('step', 'seconds'), ('import', '1.25'), ('other (hashing, lineage, writing the output)', '0.10'), ('total', '1.35')]
+    """
+    rows = [("step", "seconds")] + [(r["step"], f"{r['seconds']:.2f}") for r in profile["steps"]]
+    rows.append(("other (hashing, lineage, writing the output)", f"{profile['other_seconds']:.2f}"))
+    rows.append(("total", f"{profile['total_seconds']:.2f}"))
+    return rows
+
+
 def _md_table(rows: list[tuple[str, ...]]) -> str:
     head, *body = rows
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -179,12 +308,21 @@ def _md_table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def _error_rows(rows: list[dict]) -> str:
+    return _md_table([("output", "max abs error", "max rel error")]
+                     + [(o["name"], _g(o["max_abs_error"]), _g(o["max_rel_error"])) for o in rows])
+
+
 def to_markdown(report: dict) -> str:
     prec = report["precision"]
     out = [f"# edgeopt report: {Path(report['source']['path']).name} → {prec}", ""]
+    out += incomplete_lines(report)
     if report.get("output"):
-        out += [f"Output: `{report['output']}` ({100 * report['size_ratio']:.1f} % of the FP32 .tflite).", ""]
-    out += ["## Summary", "", _md_table(summary_rows(report)), ""]
+        ratio = report.get("size_ratio")
+        share = f" ({100 * ratio:.1f} % of the FP32 .tflite)" if ratio is not None else ""
+        out += [f"Output: `{report['output']}`{share}.", ""]
+    if report["models"]:
+        out += ["## Summary", "", _md_table(summary_rows(report)), ""]
     if report.get("plot"):
         t = report["timing"]
         out += [f"Latency: {t['rounds']} interleaved rounds of {t['runs_per_round']} runs per model on this host.",
@@ -196,35 +334,47 @@ def to_markdown(report: dict) -> str:
     ), ""]
     par = report["import_parity"] or {}
     if par.get("reference"):
-        out += [f"## Import parity (vs {par['reference']}, tolerance {par['tolerance']:g})", ""]
-        out += [_md_table([("output", "max abs error", "max rel error")] + [
-            (o["name"], _g(o["max_abs_error"]), _g(o["max_rel_error"])) for o in par["outputs"]]), ""]
-    out += ["## Conversion parity (FP32 .tflite vs Keras)", "", _md_table(
-        [("output", "max abs error", "max rel error")]
-        + [(o["name"], _g(o["max_abs_error"]), _g(o["max_rel_error"])) for o in report["conversion_parity"]]), ""]
+        out += [f"## Import parity (vs {par['reference']}, tolerance {par['tolerance']:g})", "",
+                _error_rows(par["outputs"]), ""]
+    if report["conversion_parity"] is not None:
+        out += ["## Conversion parity (FP32 .tflite vs Keras)", "", _error_rows(report["conversion_parity"]), ""]
     ev = report["evaluation_data"]
     if report["fidelity"] is not None:
         out += [f"## Fidelity of {prec} vs FP32", "",
                 f"On {ev['heldback_samples']} held-back samples from `{ev['source']}` "
                 f"(calibration used {ev['calibration_samples']} others).", "", _md_table(fidelity_rows(report)), ""]
-    out += ["## Op histogram", ""]
-    labels = list(report["models"])
-    ops = sorted({op for m in report["models"].values() for op in m["op_histogram"]})
-    out += [_md_table([("op", *labels)] + [
-        (op, *(str(report["models"][m]["op_histogram"].get(op, 0)) for m in labels)) for op in ops]), ""]
-    if all("delegates" in m for m in report["models"].values()):
-        out += ["## Delegate compatibility (static analysis)", ""]
-        rows = [("delegate", *(f"{m}: delegated ops / partitions" for m in labels))]
-        for d in report["models"][labels[0]]["delegates"]:
-            cells = []
-            for m in labels:
-                r = report["models"][m]["delegates"][d]
-                cells.append(f"{r.get('delegated_ops', 0)}/{r.get('total_ops', 0)} in {r.get('partitions', 0)}")
-            rows.append((d, *cells))
-        out += [_md_table(rows), ""]
+    out += _op_histogram(report) + _delegates(report)
     if report["warnings"] or report["notes"]:
         out += ["## Warnings and notes", ""] + [f"- {w}" for w in report["warnings"] + report["notes"]] + [""]
     out += ["## Lineage", "", _md_table([("stage", "seconds", "input", "output", "params")] + [
         (s["stage"], f"{s['seconds']:.2f}", str(s["input_hash"]), s["output_hash"],
          ", ".join(f"{k}={v}" for k, v in s["params"].items())) for s in report["lineage"]]), ""]
+    if report.get("profile"):
+        out += ["## Where the time went", "", "Wall-clock seconds per step of this run, up to writing this report "
+                "(`edgeopt compress --profile` prints the same).", "", _md_table(profile_rows(report["profile"])), ""]
     return "\n".join(out)
+
+
+def _op_histogram(report: dict) -> list[str]:
+    models = {k: m for k, m in report["models"].items() if "op_histogram" in m}
+    if not models:
+        return []
+    labels = list(models)
+    ops = sorted({op for m in models.values() for op in m["op_histogram"]})
+    return ["## Op histogram", "", _md_table([("op", *labels)] + [
+        (op, *(str(models[m]["op_histogram"].get(op, 0)) for m in labels)) for op in ops]), ""]
+
+
+def _delegates(report: dict) -> list[str]:
+    models = report["models"]
+    if not models or not all("delegates" in m for m in models.values()):
+        return []
+    labels = list(models)
+    rows = [("delegate", *(f"{m}: delegated ops / partitions" for m in labels))]
+    for d in models[labels[0]]["delegates"]:
+        cells = []
+        for m in labels:
+            r = models[m]["delegates"][d]
+            cells.append(f"{r.get('delegated_ops', 0)}/{r.get('total_ops', 0)} in {r.get('partitions', 0)}")
+        rows.append((d, *cells))
+    return ["## Delegate compatibility (static analysis)", "", _md_table(rows), ""]

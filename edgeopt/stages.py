@@ -46,13 +46,15 @@ def import_model(artifact: Artifact, params: ImportParams, ctx: Context) -> Arti
         imported = load_model(artifact.path, input_shapes=parse_input_shapes(params.input_shape))
     parity = {"reference": None}
     if imported.source_format == "onnx":
-        samples = ctx.samples(imported.inputs)
+        samples = ctx.samples(imported.inputs)  # read once here (with its own spinner), cached for later stages
         real = None if samples.is_random else [a[: params.parity_samples] for a in samples.holdout]
         if real is not None and len(real[0]) == 0:
             real = None
-        with status("checking parity with onnxruntime"):
+        with status("checking parity with onnxruntime", step="parity"):
             parity = check_parity(imported, samples=real, num_random=params.parity_samples,
                                   tolerance=params.parity_tolerance)
+        if parity.get("inconclusive"):
+            ctx.warn(f"parity: {parity['note']}")
     path = ctx.workdir / f"{artifact.path.stem}.keras"
     _save_keras(imported.model, path)
     from .analyze.keras_summary import keras_summary
@@ -131,6 +133,7 @@ def convert_tflite(artifact: Artifact, params: ConvertParams, ctx: Context) -> A
 @stage("quantize.ptq", PTQParams)
 def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifact:
     """Full-integer INT8 post-training quantization, calibrated on the run's data."""
+    from .console import status
     from .quantization.ptq import quantize_int8
 
     model = _keras_source(artifact, "quantize.ptq")
@@ -139,11 +142,12 @@ def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifac
     if samples.is_random:
         ctx.warn(
             "no calibration data: INT8 ranges are calibrated on random inputs in the value range "
-            f"{tuple(ctx.data.value_range)}, which usually costs accuracy; pass --calib with real inputs"
+            f"{ctx.preprocess().value_range}, which usually costs accuracy; pass --calib with real inputs"
         )
     calib_keras = [s.to_keras(a) for s, a in zip(specs, samples.calib)]
     ins, outs = _io_names(artifact)
-    data = quantize_int8(model, calib_keras, input_names=ins, output_names=outs, io_type=params.io_type,
-                         per_channel=params.per_channel)
+    with status(f"converting to int8 .tflite ({len(calib_keras[0])} calibration samples)"):
+        data = quantize_int8(model, calib_keras, input_names=ins, output_names=outs, io_type=params.io_type,
+                             per_channel=params.per_channel)
     return _tflite_artifact(artifact, data, ctx.workdir / f"{artifact.path.stem}_int8.tflite", "int8",
                             calibration={"source": samples.source, "samples": int(len(samples.calib[0]))})

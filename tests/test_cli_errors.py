@@ -28,7 +28,7 @@ def assert_clean_failure(res: subprocess.CompletedProcess, out_dir: Path, *needl
     for n in needles:
         assert n in res.stderr, f"{n!r} not in: {res.stderr}"
     # no output, no report, no temporary leftovers
-    assert not [p for p in out_dir.iterdir() if p.suffix in (".tflite", ".partial", ".json", ".md", ".png") or
+    assert not [p for p in out_dir.iterdir() if p.suffix in (".tflite", ".partial", ".json", ".md", ".png", ".svg") or
                 p.name.startswith(".")], list(out_dir.iterdir())
 
 

@@ -63,7 +63,10 @@ def test_recipe_and_cli_write_the_same_pipeline(tmp_path):
     assert [s["stage"] for s in rep["lineage"]] == ["import", "quantize.ptq"]
     assert rep["lineage"][1]["params"] == {"io_type": "int8", "per_channel": True}
     assert rep["settings"]["data"]["calib_samples"] == 256 and rep["settings"]["data"]["calib"] == str(IMAGES)
-    assert rep["models"]["int8"]["latency"]["runs"] >= 50 and out.with_name("r.report.png").stat().st_size > 10_000
+    assert rep["models"]["int8"]["latency"]["runs"] >= 50 and rep["complete"] is True and rep["incomplete"] == []
+    svg = out.with_name("r.report.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<circle") == 4  # 2 models x 2 panels (a classifier: agreement)
+    assert rep["plot"] == "r.report.svg"
     assert "Fidelity of int8 vs FP32" in out.with_name("r.report.md").read_text()
 
 

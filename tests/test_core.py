@@ -121,6 +121,20 @@ def test_unwritable_output_is_refused_before_work(tmp_path):
         check_writable(tmp_path)
 
 
+def test_output_that_is_the_input_is_refused(tmp_path):
+    from edgeopt.outputs import check_not_input, default_output
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx")
+    (tmp_path / "link.onnx").symlink_to(model)
+    for same in (model, tmp_path / "sub" / ".." / "m.onnx", tmp_path / "link.onnx"):
+        with pytest.raises(OutputError, match="is the input model") as e:
+            check_not_input(same, model, suggestion=default_output(model, "int8"))
+        assert e.value.hint == "choose another output name, e.g. -o m_int8.tflite"
+    check_not_input(tmp_path / "m_int8.tflite", model)  # another name: fine
+    assert default_output(tmp_path / "saved_model", "fp16").name == "saved_model_fp16.tflite"
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "m.tflite"
     with pytest.raises(RuntimeError):

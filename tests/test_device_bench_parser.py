@@ -154,3 +154,81 @@ def test_cli_parse_writes_json(tmp_path, capsys):
     assert '"inference_avg_us": 119375' in out.read_text()
     assert main(["--parse", str(tmp_path / "missing.txt")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_litert_benchmark_results_block_recorded():
+    r = sample("14_litert_2_1_5_gpu_benchmark_results.txt")
+    assert r["tool"] == "benchmark_litert_model" and r["signature"] == "prefill_1024"
+    assert (r["init_ms"], r["first_inference_ms"], r["warmup_avg_ms"]) == pytest.approx((23744.73, 7441.04, 7441.04))
+    assert r["warmup"] == pytest.approx({"count": 1, "first": 7441040.0, "avg": 7441040.0})
+    assert r["latency_ms"]["count"] == 10 and r["latency_ms"]["mean"] == pytest.approx(7430.20)
+    assert (r["latency_ms"]["min"], r["latency_ms"]["max"], r["latency_ms"]["std"]) == pytest.approx(
+        (7416.40, 7448.86, 9.92))
+    assert r["latency_ms"]["median"] is None  # the block prints no percentiles
+    # "Init footprint" / "Overall footprint" are benchmark_model's init/overall deltas; "not available" peak stays None
+    assert r["memory_mb"] == {"init": 6391.74, "overall": 6391.74, "peak": None}
+    assert r["throughput_mb_per_s"] == 27.46 and r["errors"] == [] and r["op_profile"] is None
+
+
+# What benchmark_litert_model prints on a CPU run, built from its format strings (LiteRT f674577:
+# litert/tools/benchmark_litert_model.h lines 89-138, LITERT_LOG "[%s:%d] " prefixes; tflite/tools/benchmark/
+# benchmark_model.cc for the base tool's INFO lines and its count= line per run type).
+LITERT_CPU = """\
+INFO: The input model file size (MB): 13.9782
+INFO: Initialized session in 41.812ms.
+INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
+INFO: count=12 first=47311 curr=38850 min=38490 max=47311 avg=39622.4 std=2368 p5=38490 median=39003 p95=47311
+
+INFO: Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
+INFO: count=50 first=38940 curr=38511 min=38220 max=40433 avg=38817.6 std=431 p5=38301 median=38705 p95=39810
+
+INFO: [benchmark_litert_model.h:89] 
+========== BENCHMARK RESULTS ==========
+INFO: [benchmark_litert_model.h:91] Signature name:       serving_default
+INFO: [benchmark_litert_model.h:94] Model initialization: 41.81 ms
+INFO: [benchmark_litert_model.h:95] Warmup (first):       47.31 ms
+INFO: [benchmark_litert_model.h:97] Warmup (avg):         39.62 ms (12 runs)
+INFO: [benchmark_litert_model.h:99] Inference (avg):      38.82 ms (50 runs)
+INFO: [benchmark_litert_model.h:103] Inference (min):      38.22 ms
+INFO: [benchmark_litert_model.h:105] Inference (max):      40.43 ms
+INFO: [benchmark_litert_model.h:107] Inference (std):      0.43
+INFO: [benchmark_litert_model.h:115] Throughput:           15.48 MB/s
+INFO: [benchmark_litert_model.h:124] 
+Memory Usage:
+INFO: [benchmark_litert_model.h:125] Init footprint:       21.35 MB
+INFO: [benchmark_litert_model.h:127] Overall footprint:    27.90 MB
+INFO: [benchmark_litert_model.h:132] Peak memory:          31.50 MB
+INFO: [benchmark_litert_model.h:138] ======================================
+"""
+
+
+def test_litert_block_with_the_base_tools_count_lines():
+    r = parse(LITERT_CPU)
+    assert r["tool"] == "benchmark_litert_model" and r["model_size_mb"] == 13.9782 and r["session_init_ms"] == 41.812
+    # the count= lines keep their microseconds; the block fills what they do not print
+    assert r["inference"]["avg"] == 38817.6 and r["warmup"]["count"] == 12
+    assert r["latency_ms"]["median"] == pytest.approx(38.705) and r["latency_ms"]["p95"] == pytest.approx(39.810)
+    assert (r["init_us"], r["first_inference_us"], r["inference_avg_us"]) == pytest.approx((41810.0, 47310.0, 38820.0))
+    assert r["memory_mb"] == {"init": 21.35, "overall": 27.90, "peak": 31.50}
+    assert r["op_profile"] is None and r["errors"] == []
+
+
+def test_litert_result_through_the_adb_schema(tmp_path):
+    from device_bench.adb import to_result
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\0" * 1000)
+    res = to_result(parse(LITERT_CPU), model_path=str(model), settings={"num_threads": 4})
+    assert res["runtime"]["name"] == "benchmark_litert_model"
+    assert res["timings_ms"] == pytest.approx({"init": 41.81, "first_inference": 47.31, "warmup_mean": 39.62})
+    assert res["memory_mb"] == {"peak_rss": 31.50, "init_increase": 21.35, "peak_rss_increase": 27.90}
+
+
+def test_cli_parse_without_results_is_an_error(tmp_path, capsys):
+    empty = tmp_path / "notes.txt"
+    empty.write_text("STARTING!\nLoaded model m.tflite\n")
+    assert main(["--parse", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "no benchmark results found" in err and "hint: " in err and "BENCHMARK RESULTS" in err
+    assert main(["--parse", str(DATA / "10_nightly_2021_nnapi_failed.txt")]) == 2
+    assert "did not finish: " in capsys.readouterr().err

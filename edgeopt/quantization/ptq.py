@@ -2,16 +2,20 @@
 
 The converter runs the float model on each calibration sample and records the range of every activation; those
 ranges fix the int8 scales. Weights get one scale per output channel (per-channel) unless asked otherwise.
+
+The converter reads the samples while its own native output is muted (``edgeopt._quiet``); the progress bar is
+drawn on the real terminal all the same.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from ..console import track
 from ..converter import IOType, to_tflite
 from ..errors import DataError
+from ..profiling import step
 
 
 def quantize_int8(
@@ -32,9 +36,18 @@ def quantize_int8(
         raise DataError("no calibration samples left after holding back samples for fidelity",
                         hint="give more samples or lower --holdout")
 
-    def representative():
-        for i in track(range(n), "calibrating", total=n):
-            yield [np.asarray(a[i : i + 1], np.float32) for a in calib]
-
     return to_tflite(model, input_names=input_names, output_names=output_names, precision="int8",
-                     representative=representative, io_type=io_type, per_channel=per_channel)
+                     representative=lambda: calibration_samples(calib), io_type=io_type, per_channel=per_channel)
+
+
+def calibration_samples(calib: Sequence[np.ndarray]) -> Iterator[list[np.ndarray]]:
+    """The converter's representative dataset: batch-1 float32 samples, one list per sample, behind a progress bar;
+    the time from the first sample to the last is the profile's ``calibration`` step.
+
+    >>> [x[0].shape for x in calibration_samples([np.zeros((2, 4, 4, 3))])]
+    [(1, 4, 4, 3), (1, 4, 4, 3)]
+    """
+    n = len(calib[0])
+    with step("calibration"):
+        for i in track(range(n), f"calibrating on {n} samples", total=n):
+            yield [np.asarray(a[i : i + 1], np.float32) for a in calib]
