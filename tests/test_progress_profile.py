@@ -19,8 +19,9 @@ MODEL = ASSETS / "fashion_mnist_cnn.onnx"
 IMAGES = ASSETS / "fashion_mnist_subset-images-idx3-ubyte.gz"
 COMPRESS = [sys.executable, "-m", "edgeopt.cli", "compress", str(MODEL), "--int8", "--calib", str(IMAGES),
             "--latency-runs", "5", "--warmup-runs", "1"]
-STEPS = ["load TensorFlow", "import", "data", "parity", "quantize.ptq", "calibration",
-         "convert.tflite (fp32 reference)", "fidelity", "analysis", "latency", "delegates", "report files", "plot"]
+STEPS = ["load TensorFlow", "import", "data", "parity", "quantize.ptq", "TFLite converter", "calibration",
+         "compaction", "convert.tflite (fp32 reference)", "fidelity", "analysis", "latency", "delegates",
+         "report files", "plot"]
 
 
 def run_on_terminal(cmd: list[str]) -> tuple[int, str]:
