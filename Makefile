@@ -1,4 +1,5 @@
 # make demo   creates .venv, installs edgeopt, compresses the shipped Fashion-MNIST model to INT8 and prints the report
+#             (with FP32 and INT8 accuracy against the shipped labels, on the 120 images held back from calibration)
 # make test   same set-up, then the whole test suite
 # make bench  same set-up, then the benchmarks: bench/results/compress.{json,md}, bench_repeatability.{json,md}
 
@@ -25,6 +26,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/edgeopt compress edgeopt/assets/fashion_mnist_cnn.onnx --int8 \
 	    --calib edgeopt/assets/fashion_mnist_subset-images-idx3-ubyte.gz --value-range 0,1 \
+	    --labels edgeopt/assets/fashion_mnist_subset-labels-idx1-ubyte.gz --calib-samples 600 \
 	    -o $(DEMO_OUT)/fashion_mnist_int8.tflite
 
 test: $(STAMP)

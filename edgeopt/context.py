@@ -25,10 +25,31 @@ class Samples:
     calib: tuple[np.ndarray, ...]
     holdout: tuple[np.ndarray, ...]
     source: str  # the data path, or "random"
+    labels: "Labels | None" = None  # labels of the held-back samples (same order), when the data has labels
 
     @property
     def is_random(self) -> bool:
         return self.source == "random"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Labeled samples for accuracy: one array per model input (original layout) and one label per sample."""
+
+    inputs: tuple[np.ndarray, ...]
+    labels: np.ndarray
+    source: str  # the data path
+    labels_source: str  # the label file, or the class-folder root
+    split: str  # "val" (every --val sample) or "held-back" (the held-back split of --calib)
+    classes: tuple[str, ...] = ()  # class folder names, sorted, when the labels come from class folders
+    total: int = 0  # samples the data source was drawn from (held-back: the --calib samples read)
+
+    @property
+    def described(self) -> str:
+        if self.split == "val":
+            return f"all {len(self.labels)} samples of --val `{self.source}`"
+        return (f"the {len(self.labels)} samples held back from calibration (a seeded split of the {self.total} "
+                f"--calib samples read from `{self.source}`)")
 
 
 @dataclass
@@ -39,6 +60,7 @@ class Context:
     warnings: list[str] = field(default_factory=list)
     quiet: bool = False
     _samples: Samples | None = None
+    _evaluation: tuple[Evaluation | None] | None = None
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -81,8 +103,84 @@ class Context:
             source = str(self.data.calib)
         n = min(len(a) for a in arrays)
         idx_cal, idx_hold = D.split_holdout(np.arange(n), holdout=self.data.holdout)
+        labels = None
+        if self.data.calib is not None and len(specs) == 1:
+            from .errors import DataError
+
+            try:
+                found = D.load_labels(self.data.calib, specs[0], labels=self.data.labels,
+                                      limit=self.data.calib_samples)
+            except DataError as exc:
+                if self.data.labels is not None:
+                    raise
+                # labels the data seemed to carry (class folders, an .npz 'y') but nobody asked for: calibrate anyway
+                self.warn(f"accuracy not measured: {exc.message}")
+                found = None
+            if found is not None:
+                labels = D.Labels(found.values[idx_hold], found.source, found.classes)
         return Samples(
             calib=tuple(a[idx_cal] for a in arrays),
             holdout=tuple(a[idx_hold] for a in arrays),
             source=source,
+            labels=labels,
         )
+
+    def evaluation(self, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> Evaluation | None:
+        """Load (once) and check the labeled evaluation data: every sample of ``--val``, else the held-back split
+        of ``--calib`` when it has labels; None when there are no labels. Bad labels are a DataError."""
+        if self._evaluation is None:
+            self._evaluation = (self._load_evaluation(inputs, outputs),)
+        return self._evaluation[0]
+
+    def _load_evaluation(self, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]) -> Evaluation | None:
+        from . import data as D
+        from .accuracy import classifier_output
+        from .console import status
+        from .errors import DataError
+
+        d = self.data
+        asked = d.val is not None or d.labels is not None
+        if d.val is None and d.calib is None:
+            return None
+        if len(inputs) != 1:
+            if asked:
+                raise DataError(f"accuracy needs a model with one input; this one has {len(inputs)}.")
+            return None
+        if d.val is not None:
+            with status(f"reading {Path(d.val).name}", step="data"):
+                x = D.load_samples(d.val, inputs[0], preprocess=self.preprocess(), limit=None)
+                labels = D.load_labels(d.val, inputs[0], labels=d.val_labels, limit=None)
+            if labels is None:
+                raise DataError(f"{d.val}: has no labels, so accuracy cannot be measured on it.",
+                                hint="give --val-labels FILE (idx, .npy, .npz 'y'), or a folder with one subfolder "
+                                     "per class")
+            ev = Evaluation((x,), labels.values, d.val, labels.source, "val", labels.classes, len(x))
+        else:
+            samples = self.samples(inputs)
+            if samples.labels is None or len(samples.labels.values) == 0:  # no labels, or --holdout 0
+                return None
+            ev = Evaluation(samples.holdout, samples.labels.values, samples.source, samples.labels.source,
+                            "held-back", samples.labels.classes, len(samples.calib[0]) + len(samples.holdout[0]))
+        chosen = classifier_output(outputs)
+        if chosen is None:
+            if not asked:
+                return None  # class folders given for calibration only, to a model that is no classifier
+            shapes = ", ".join(f"{s.name} {list(s.onnx_shape)}" for s in outputs)
+            raise DataError(f"labels were given but the model has no classifier output (outputs: {shapes}).",
+                            hint="accuracy needs a single output, or a 2-D [N, classes] output")
+        index, _ = chosen
+        try:
+            D.check_classes(D.Labels(ev.labels, ev.labels_source, ev.classes), classes=_width(outputs[index]),
+                            output=outputs[index].name)
+        except DataError as exc:
+            if asked:
+                raise
+            self.warn(f"accuracy not measured: the labels --calib carries do not fit the model ({exc.message})")
+            return None
+        return ev
+
+
+def _width(spec: TensorSpec) -> int:
+    """The number of classes of a classifier output (0 when dynamic)."""
+    dims = [int(d) for d in spec.onnx_shape[1:]]
+    return 0 if any(d <= 0 for d in dims) else int(np.prod(dims))

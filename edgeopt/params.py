@@ -21,6 +21,11 @@ class DataParams:
 
     calib: str | None = _f(None, "calibration data: an image folder, a .npy/.npz file (already preprocessed, "
                                  "original model layout) or an idx file")
+    labels: str | None = _f(None, "labels of the --calib samples (idx label file, .npy integers, or the 'y' of an "
+                                  ".npz); class folders and an .npz holding 'y' carry their own")
+    val: str | None = _f(None, "evaluation data for accuracy, every sample read (default: the held-back split of "
+                               "--calib)")
+    val_labels: str | None = _f(None, "labels of --val (idx, .npy, .npz 'y'; class folders carry their own)")
     calib_samples: int = _f(256, "at most this many samples are read (a seeded random choice when there are more)")
     holdout: float = _f(0.2, "fraction of the samples held back from calibration to measure fidelity")
     size: tuple[int, ...] = _f((), "resize images to H,W (default: the model input's size)")
@@ -40,6 +45,10 @@ class DataParams:
             raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
         if self.calib_samples < 1:
             raise ValueError(f"calib_samples must be at least 1, got {self.calib_samples}")
+        if self.labels is not None and self.calib is None:
+            raise ValueError("labels label the --calib samples: give calib too (or val with val_labels)")
+        if self.val_labels is not None and self.val is None:
+            raise ValueError("val_labels label the --val samples: give val too")
         if len(self.size) not in (0, 1, 2):
             raise ValueError(f"size must be H or H,W, got {self.size}")
 

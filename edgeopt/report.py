@@ -61,6 +61,10 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
     models = {"fp32": fp32, final.meta["precision"]: final} if fp32 is not None else {final.meta["precision"]: final}
     with measuring(report, "fidelity", "measuring fidelity on held-back samples"):
         _fidelity(report, ctx, keras_art, models, final)
+    evaluation = ctx.evaluation(keras_art.meta["inputs"], keras_art.meta["outputs"])  # loaded (and checked) at import
+    if evaluation is not None:
+        with measuring(report, "accuracy", f"measuring accuracy on {len(evaluation.labels)} labeled samples"):
+            _accuracy(report, evaluation, keras_art, models)
     columns: dict[str, dict[str, Any]] = {label: {"size_bytes": art.path.stat().st_size} for label, art in models.items()}
     report["models"] = columns
     parsed = {}
@@ -121,6 +125,7 @@ def _skeleton(ctx: Context, final: Artifact, keras_art: Artifact, params: Report
         "import_parity": keras_art.metrics.get("parity"),
         "conversion_parity": None,
         "fidelity": None,
+        "accuracy": None,
         "evaluation_data": None,
         "precision": final.meta["precision"],
         "models": {},
@@ -154,6 +159,41 @@ def _fidelity(report: dict, ctx: Context, keras_art: Artifact, models: dict[str,
     report["conversion_parity"] = compare_outputs(run_keras(keras_art.model, x), ref, specs_out)
     if final is not fp32:
         report["fidelity"] = compare_outputs(ref, run_tflite(final.path, x, **io), specs_out)
+
+
+def _accuracy(report: dict, ev, keras_art: Artifact, models: dict[str, Artifact]) -> None:
+    """Top-1 (top-5 above 10 classes) of the original model, the FP32 .tflite and the output on the labeled data."""
+    from .accuracy import classifier_output, original_scores, scores_summary, tflite_scores
+
+    specs_in, specs_out = keras_art.meta["inputs"], keras_art.meta["outputs"]
+    index, rule = classifier_output(specs_out)
+    x = ev.inputs[0]
+    fmt = keras_art.meta["source_format"]
+    acc = {
+        "data": {"source": ev.source, "labels": ev.labels_source, "split": ev.split, "samples": int(len(ev.labels)),
+                 "described": ev.described, "classes": list(ev.classes)},
+        "output": {"name": specs_out[index].name, "index": index, "rule": rule},
+        "interval": "95 % Wilson score interval",
+        "reference": "onnxruntime" if fmt == "onnx" else "Keras",
+        "models": {},
+    }
+    report["accuracy"] = acc
+    scores = original_scores(keras_art.meta["source"], fmt, keras_art.model, x, specs_in[0], index)
+    acc["output"]["classes"] = int(scores.shape[1])
+    _check_width(ev, scores.shape[1], specs_out[index].name)
+    acc["models"]["original"] = scores_summary(scores, ev.labels)
+    x_keras = specs_in[0].to_keras(x)
+    for label, art in models.items():
+        out = tflite_scores(art.path, x_keras, input_name=art.meta["tflite_inputs"][0],
+                            output_name=art.meta["tflite_outputs"][index])
+        acc["models"][label] = scores_summary(out, ev.labels)
+
+
+def _check_width(ev, width: int, output: str) -> None:
+    """Labels against the classifier's actual width (a dynamic width is only known from its outputs)."""
+    from .data import Labels, check_classes
+
+    check_classes(Labels(ev.labels, ev.labels_source, ev.classes), classes=int(width), output=output)
 
 
 def _analysis(columns: dict[str, dict], models: dict[str, Artifact]) -> dict:
@@ -275,6 +315,41 @@ def fidelity_rows(report: dict) -> list[tuple[str, ...]]:
     return rows
 
 
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f} %"
+
+
+def accuracy_rows(report: dict) -> list[tuple[str, ...]]:
+    """One row per model (the original, FP32, the output): top-1 with its 95 % interval, and top-5 when measured."""
+    acc = report["accuracy"]
+    five = any("top5" in m for m in acc["models"].values())
+    head = ("model", "top-1", "95 % CI", "correct") + (("top-5", "95 % CI (top-5)") if five else ())
+    rows = [head]
+    for label, m in acc["models"].items():
+        name = f"original ({acc['reference']})" if label == "original" else label
+        t1 = m["top1"]
+        row = (name, _pct(t1["accuracy"]), f"{_pct(t1['ci95'][0])} – {_pct(t1['ci95'][1])}",
+               f"{t1['correct']}/{t1['samples']}")
+        if five:
+            t5 = m.get("top5")
+            row += ((_pct(t5["accuracy"]), f"{_pct(t5['ci95'][0])} – {_pct(t5['ci95'][1])}") if t5 else ("-", "-"))
+        rows.append(row)
+    return rows
+
+
+def accuracy_lines(report: dict) -> list[str]:
+    """What the accuracy was measured on: the data, the labels, the classifier output and the interval."""
+    acc = report["accuracy"]
+    d, o = acc["data"], acc["output"]
+    classes = f" ({o['classes']} classes)" if o.get("classes") else ""
+    lines = [f"On {d['described']}; labels from `{d['labels']}`. Classifier output: `{o['name']}`, "
+             f"{o['rule']}{classes}. Intervals: {acc['interval']}."]
+    if d["classes"]:
+        lines.append("Class folders, sorted (label i = i-th name): " + ", ".join(f"{i} `{c}`"
+                                                                          for i, c in enumerate(d["classes"])) + ".")
+    return lines
+
+
 def incomplete_lines(report: dict) -> list[str]:
     """The statement an incomplete report opens with: what failed, and that the model itself was written.
 
@@ -343,6 +418,8 @@ def to_markdown(report: dict) -> str:
         out += [f"## Fidelity of {prec} vs FP32", "",
                 f"On {ev['heldback_samples']} held-back samples from `{ev['source']}` "
                 f"(calibration used {ev['calibration_samples']} others).", "", _md_table(fidelity_rows(report)), ""]
+    if report.get("accuracy") and report["accuracy"]["models"]:
+        out += ["## Accuracy", "", *accuracy_lines(report), "", _md_table(accuracy_rows(report)), ""]
     out += _op_histogram(report) + _delegates(report)
     if report["warnings"] or report["notes"]:
         out += ["## Warnings and notes", ""] + [f"- {w}" for w in report["warnings"] + report["notes"]] + [""]

@@ -55,6 +55,7 @@ def import_model(artifact: Artifact, params: ImportParams, ctx: Context) -> Arti
                                   tolerance=params.parity_tolerance)
         if parity.get("inconclusive"):
             ctx.warn(f"parity: {parity['note']}")
+    ctx.evaluation(imported.inputs, imported.outputs)  # labeled data: read and checked before any conversion
     path = ctx.workdir / f"{artifact.path.stem}.keras"
     _save_keras(imported.model, path)
     from .analyze.keras_summary import keras_summary

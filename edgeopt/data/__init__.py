@@ -22,20 +22,27 @@ from edgeopt.frontends.spec import TensorSpec
 from .arrays import check_array, read_array_file
 from .idx import is_idx_path, read_idx, write_idx
 from .images import IMAGE_EXTENSIONS, from_gray_array, list_images, load_image_files
+from .labels import Labels, check_classes, class_folder_labels, read_labels, source_labels
 from .preprocess import ImageGeometry, Preprocess, image_geometry, parse_preprocess_args, parse_size
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageGeometry",
+    "Labels",
+    "check_classes",
+    "class_folder_labels",
+    "count_samples",
     "Preprocess",
     "image_geometry",
     "is_idx_path",
     "list_images",
+    "load_labels",
     "load_samples",
     "parse_preprocess_args",
     "parse_size",
     "random_samples",
     "read_idx",
+    "read_labels",
     "split_holdout",
     "write_idx",
 ]
@@ -101,6 +108,35 @@ def load_samples(
         f"{path}: unknown data file type '{suffix or path.name}'.",
         hint="give a folder of images, an image file, an MNIST-format '*-idx3-ubyte[.gz]' file or a .npy/.npz file",
     )
+
+
+def count_samples(source: str | Path, spec: TensorSpec) -> int:
+    """How many samples ``source`` holds before any pick (what ``load_samples`` chooses from)."""
+    path = Path(source)
+    if path.is_dir():
+        return len(list_images(path))
+    if path.suffix.lower() in (".npy", ".npz"):
+        return len(read_array_file(path, spec=spec))
+    if is_idx_path(path):
+        return len(_idx_images(path))
+    return 1
+
+
+def load_labels(source: str | Path, spec: TensorSpec, *, labels: str | Path | None = None,
+                limit: int | None = None, seed: int | None = 0) -> Labels | None:
+    """The labels of exactly the samples ``load_samples(source, spec, limit=limit, seed=seed)`` returns, in the
+    same order (the same seeded pick); from ``labels`` (a label file), else the class subfolders of an image folder
+    or the ``y`` of an .npz; None when there are none.
+
+    >>> y = load_labels("t10k-images-idx3-ubyte.gz", spec, labels="t10k-labels-idx1-ubyte.gz", limit=100)  # doctest: +SKIP
+    >>> len(y.values)  # doctest: +SKIP
+    100
+    """
+    found = source_labels(source, labels, count=lambda: count_samples(source, spec))
+    if found is None:
+        return None
+    keep = _pick(len(found.values), limit=limit, seed=seed)
+    return Labels(values=found.values[keep], source=found.source, classes=found.classes)
 
 
 def _idx_images(path: Path) -> np.ndarray:
