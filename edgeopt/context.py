@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .artifact import Artifact
 from .frontends.spec import TensorSpec
 from .params import DataParams
+
+if TYPE_CHECKING:  # the data package imports PIL; the context is imported before any data is read
+    from .data.labels import Labels
 
 RANDOM_SAMPLES = 64
 
@@ -25,7 +28,7 @@ class Samples:
     calib: tuple[np.ndarray, ...]
     holdout: tuple[np.ndarray, ...]
     source: str  # the data path, or "random"
-    labels: "Labels | None" = None  # labels of the held-back samples (same order), when the data has labels
+    labels: Labels | None = None  # labels of the held-back samples (same order), when the data has labels
 
     @property
     def is_random(self) -> bool:

@@ -1,5 +1,8 @@
 """The test model zoo: torch and tf_keras models we define ourselves, exported to ONNX by three exporters.
 
+:mod:`zoo.real_models` holds a second set, small versions of the trained models people bring (PP-OCR, YOLOv8n,
+MTCNN, CRNN), each with calibration data made by its own preprocessing (:mod:`zoo.real_data`).
+
 Other test modules parametrize over :data:`ZOO` and ask for files with :func:`zoo_model`; a conftest that imports
 :func:`zoo_dir` gets one export folder per test session (``EDGEOPT_ZOO_DIR`` names a folder kept between sessions
 instead; delete it after changing a zoo model).

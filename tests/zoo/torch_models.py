@@ -275,12 +275,14 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def _settle_batchnorm(model: nn.Module, sample: torch.Tensor) -> None:
-    """Give every BatchNorm a random affine part and running statistics measured on random data.
+def settle_batchnorm(model: nn.Module, sample: torch.Tensor, *, batch: int = 4) -> None:
+    """Give every BatchNorm a random affine part and running statistics measured on ``sample``.
 
     Fresh BatchNorms have mean 0, variance 1, scale 1, shift 0: an exporter that dropped them would still match.
     Statistics measured in train mode (momentum=None: a plain average over the batches) keep activations at a sane
-    scale through 50+ layers, which random statistics would not.
+    scale through 50+ layers, which random statistics would not. The average of per-batch variances leaves out how
+    much the batch means differ; with ``batch=len(sample)`` the statistics are the sample's own, and eval mode gives
+    unit-scale activations on it however different its images are.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     for bn in norms:
@@ -289,8 +291,8 @@ def _settle_batchnorm(model: nn.Module, sample: torch.Tensor) -> None:
         bn.momentum = None
     model.train()
     with torch.no_grad():
-        for batch in sample.split(4):
-            model(batch)
+        for chunk in sample.split(batch):
+            model(chunk)
     for bn in norms:
         bn.momentum = 0.1
     model.eval()
@@ -309,5 +311,5 @@ def build(name: str, *, num_classes: int | None = None, image_size: int = 64, se
         torch.manual_seed(seed)
         kwargs = {} if num_classes is None else {"num_classes": num_classes}
         model = BUILDERS[name](**kwargs)
-        _settle_batchnorm(model, torch.rand(16, 3, image_size, image_size) * 2 - 1)
+        settle_batchnorm(model, torch.rand(16, 3, image_size, image_size) * 2 - 1)
     return model
