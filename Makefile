@@ -1,7 +1,8 @@
 # make demo   creates .venv, installs edgeopt, compresses the shipped Fashion-MNIST model to INT8 and prints the report
 #             (with FP32 and INT8 accuracy against the shipped labels, on the 120 images held back from calibration)
 # make test   same set-up, then the whole test suite
-# make bench  same set-up, then the benchmarks: bench/results/compress.{json,md}, bench_repeatability.{json,md}
+# make bench  same set-up, then the benchmarks: bench/results/compress.{json,md}, bench_repeatability.{json,md},
+#             real_models.{json,md}
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -36,6 +37,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/compress_bench.py
 	$(PY) bench/bench_repeatability.py
+	$(PY) bench/real_models_bench.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
