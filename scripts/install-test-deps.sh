@@ -1,9 +1,10 @@
 #!/bin/sh
-# Debian packages some tests need: OpenSSH (device_bench's ssh test starts a local sshd) and Fashion-MNIST.
+# Debian packages some tests need: OpenSSH (device_bench's ssh test starts a local sshd), Fashion-MNIST, and the
+# DejaVu fonts the OCR test models' text crops are printed with.
 # Idempotent: installs only what is missing, and only when running as root with apt-get; otherwise says what to do.
 set -eu
 
-PACKAGES="openssh-server openssh-client dataset-fashion-mnist"
+PACKAGES="openssh-server openssh-client dataset-fashion-mnist fonts-dejavu-core"
 missing=""
 for pkg in $PACKAGES; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
