@@ -21,8 +21,8 @@ def _flags_take_no_value(params) -> None:
             param.metavar = ""
 
 
-class _Command(typer.core.TyperCommand):
-    """An edgeopt command: its ``--help`` shows no ``<bool>`` after a plain flag."""
+class _PlainFlags:
+    """Mixed into a click command or group: its ``--help`` shows no ``<bool>`` after a plain flag."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -34,17 +34,12 @@ class _Command(typer.core.TyperCommand):
         return option
 
 
-class _Group(typer.core.TyperGroup):
+class _Command(_PlainFlags, typer.core.TyperCommand):
+    """An edgeopt command."""
+
+
+class _Group(_PlainFlags, typer.core.TyperGroup):
     """The ``edgeopt`` group, with the same flag display as its commands."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _flags_take_no_value(self.params)
-
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        _flags_take_no_value([option] if option is not None else [])
-        return option
 
 
 app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, rich_markup_mode="markdown")
