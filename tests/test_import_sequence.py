@@ -199,3 +199,15 @@ def test_long_lstm_keeps_the_fused_op_and_runs_stateless(tmp_path):
     runner = TFLiteModel(tfl)
     got = [runner.run_one({"x": s})["y"] for s in x]  # the same interpreter, three sequences in a row
     assert max(float(np.abs(g - w).max()) for g, w in zip(got, want)) < 1e-4
+
+
+def test_zero_peepholes_are_accepted(tmp_path):
+    import onnx
+
+    path = _lstm_variant(tmp_path)
+    m = onnx.load(str(path))
+    m.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros((1, 12), np.float32), "p"))
+    m.graph.node[0].input.extend(["", "", "", "p"])  # sequence_lens, initial_h, initial_c, P
+    onnx.save(m, str(path))
+    report, _ = _parity(path, batch=1)
+    assert report["passed"] and report["outputs"][0]["max_rel_error"] <= TOL, report

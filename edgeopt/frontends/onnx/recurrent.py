@@ -107,7 +107,8 @@ def _cell(ctx, op: str, hidden: int, backwards: bool, linear_before_reset: int, 
 def recurrent(op: str):
     def handler(ctx, node):
         x = plain_rows(ctx.value(node, 0), ctx)
-        problem = variant_problem(node, {})
+        known = {n: v for n in node.input[5:8] if n and not isinstance(v := ctx.env.get(n), Value) and v is not None}
+        problem = variant_problem(node, known)
         if problem:
             raise NodeError(f"{problem} is not supported")
         if x.rank != 3 or x.batch_axis != 1:
