@@ -194,7 +194,9 @@ def real_model(item: RealModel, /, *, out_dir: Path) -> Path:
     """The ONNX file of an entry in ``out_dir``, exported on first use and re-used after (also across folders)."""
     if item in _EXPORTED and _EXPORTED[item].exists():
         return _EXPORTED[item]
-    path = Path(out_dir) / f"{item.id}.onnx"
+    # "real-": the session's zoo folder also holds the classifier zoo, whose mobilenet_v3_small-torchscript17 is
+    # another model (64x64, 10 classes)
+    path = Path(out_dir) / f"real-{item.id}.onnx"
     if not path.exists():
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         export(item, path)
