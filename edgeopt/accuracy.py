@@ -82,12 +82,9 @@ def original_scores(source, source_format: str, model, x_onnx: np.ndarray, spec_
     batches (one sample at a time for a fixed batch of 1), or the Keras model itself."""
     parts = []
     if source_format == "onnx":
-        from pathlib import Path
+        from .frontends.parity import reference_session
 
-        from .frontends.parity import _reference_session
-
-        p = Path(source).resolve()
-        sess = _reference_session(str(p), p.stat().st_mtime)
+        sess = reference_session(source)
         name = sess.get_outputs()[index].name
         x = np.asarray(x_onnx, np.float32)
         try:

@@ -47,14 +47,13 @@ def _float32_bytes(path: Path) -> tuple[bytes | None, bytes | None]:
     from edgeopt.frontends.onnx.loader import read
     from edgeopt.frontends.onnx.patterns import strip_activation_qdq
 
-    model = read(Path(path))
-    changed = False
-    if has_float16(model):
-        model, changed = to_float32(model), True
+    original = read(Path(path))
+    f16 = has_float16(original)
+    model = to_float32(original) if f16 else original  # both rewrites return copies
     model, pairs, _ = strip_activation_qdq(model)
-    if not (changed or pairs):
+    if not (f16 or pairs):
         return None, None
-    return model.SerializeToString(), read(Path(path)).SerializeToString()
+    return model.SerializeToString(), original.SerializeToString()
 
 
 @lru_cache(maxsize=4)
@@ -68,16 +67,22 @@ def _reference_session(path: str, mtime: float):
     return _session(path if model32 is None else model32)
 
 
+def reference_session(path):
+    """The cached onnxruntime session of ``path`` (re-created when the file changes); ModelFileError when it
+    cannot be loaded."""
+    try:
+        p = Path(path).resolve()
+        return _reference_session(str(p), p.stat().st_mtime)
+    except Exception as exc:
+        raise ModelFileError(f"onnxruntime cannot load {path}: {str(exc)[:300]}") from None
+
+
 def reference_outputs(path, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """onnxruntime's outputs for ``feeds`` (ONNX layout), float16 models evaluated in float32.
 
     >>> outs = reference_outputs("mnist.onnx", {"Input3": np.zeros((1, 1, 28, 28), np.float32)})  # doctest: +SKIP
     """
-    try:
-        p = Path(path).resolve()
-        sess = _reference_session(str(p), p.stat().st_mtime)
-    except Exception as exc:
-        raise ModelFileError(f"onnxruntime cannot load {path}: {str(exc)[:300]}") from None
+    sess = reference_session(path)
     return [np.asarray(o, np.float32) for o in sess.run(None, {k: np.asarray(v, np.float32) for k, v in feeds.items()})]
 
 
