@@ -105,8 +105,7 @@ def original_scores(source, source_format: str, model, x_onnx: np.ndarray, spec_
 
 def tflite_scores(path, x_keras: np.ndarray, *, input_name: str, output_name: str) -> np.ndarray:
     """A `.tflite` file's classifier output, one sample at a time (inputs quantized by the runtime)."""
-    from .runtime import TFLiteModel
+    from .evaluate import run_tflite
 
-    model = TFLiteModel(path)
-    rows = [model.run_one({input_name: x_keras[i:i + 1]})[output_name] for i in range(len(x_keras))]
-    return np.concatenate(rows, axis=0).reshape(len(x_keras), -1)
+    (out,) = run_tflite(path, [x_keras], input_names=[input_name], output_names=[output_name])
+    return out.reshape(len(x_keras), -1)
