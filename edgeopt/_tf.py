@@ -15,7 +15,6 @@ def _quiet_env() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
 @lru_cache(maxsize=None)
@@ -27,6 +26,12 @@ def tf():
     with quiet_native_stderr():  # start-up lines (oneDNN, CUDA probing) that no log level reaches
         import tensorflow
 
+        # GPUs stay visible (training uses them); memory grows as needed instead of TensorFlow taking it all
+        for gpu in tensorflow.config.list_physical_devices("GPU"):
+            try:
+                tensorflow.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # already initialized by the caller: their choice stands
+                pass
     tensorflow.get_logger().setLevel("ERROR")
     return tensorflow
 

@@ -73,10 +73,73 @@ IMP = "Import"
 QNT = "Precision and quantization"
 REP = "Report"
 ACC = "Accuracy (labeled data)"
+TRN = "Training"
+DAT = "Training data"
+
+# The training options, shared by every command that trains: --epochs, --batch-size, --lr and --strategy mean the
+# same everywhere (one OptionInfo per flag, used as the default of each command's parameter).
+DATA_OPT = typer.Option(None, "--data", metavar="DATA", help="training data: a folder with one subfolder per class "
+                        "(class names sorted), an idx file or .npy/.npz (original layout); streamed batch by batch",
+                        rich_help_panel=DAT)
+EPOCHS_OPT = typer.Option(1, "--epochs", help="passes over the training data", rich_help_panel=TRN)
+BATCH_OPT = typer.Option(32, "--batch-size", help="global batch size (over all replicas and workers)",
+                         rich_help_panel=TRN)
+LR_OPT = typer.Option(1e-4, "--lr", help="peak learning rate (after warm-up)", rich_help_panel=TRN)
+OPTIMIZER_OPT = typer.Option("adamw", "--optimizer", help="adamw, adam, or sgd (with --momentum)",
+                             rich_help_panel=TRN)
+MOMENTUM_OPT = typer.Option(0.9, "--momentum", help="SGD momentum", rich_help_panel=TRN)
+WD_OPT = typer.Option(0.0, "--weight-decay", help="decoupled weight decay (not on biases and normalization)",
+                      rich_help_panel=TRN)
+SCHEDULE_OPT = typer.Option("cosine", "--schedule", help="learning rate after warm-up: cosine decay to 0, or "
+                            "constant", rich_help_panel=TRN)
+WARMUP_OPT = typer.Option(0.0, "--warmup-epochs", help="linear warm-up over this many epochs", rich_help_panel=TRN)
+LOSS_OPT = typer.Option(None, "--loss", metavar="TERMS", help="loss terms ce, kd, mse with weights, e.g. "
+                        "`ce=0.3,kd=0.7`; default: ce with labels, else kd to the original model's outputs "
+                        "(mse for a model without a classifier output)", rich_help_panel=TRN)
+TEMPERATURE_OPT = typer.Option(4.0, "--temperature", help="softmax temperature of the kd term",
+                               rich_help_panel=TRN)
+SMOOTHING_OPT = typer.Option(0.0, "--label-smoothing", help="label smoothing of the ce term", rich_help_panel=TRN)
+AUGMENT_OPT = typer.Option(None, "--augment", metavar="OPS", help="`crop` (random crop after zero padding), "
+                           "`flip` (horizontal), or `crop,flip`; none by default (digits and text must not flip)",
+                           rich_help_panel=TRN)
+PADDING_OPT = typer.Option(4, "--crop-padding", help="padding in pixels before the random crop", rich_help_panel=TRN)
+VAL_SPLIT_OPT = typer.Option(0.1, "--val-split", help="fraction of --data held back for validation (and for the "
+                             "report's accuracy) when there is no --val", rich_help_panel=TRN)
+PATIENCE_OPT = typer.Option(0, "--patience", help="stop after this many epochs without a lower validation loss, "
+                            "keeping the best epoch (0: never stop early)", rich_help_panel=TRN)
+SEED_OPT = typer.Option(0, "--seed", help="seed of the data order, augmentations and validation split",
+                        rich_help_panel=TRN)
+STRATEGY_OPT = typer.Option("default", "--strategy", help="default: one device; mirrored: every local GPU (else "
+                            "every logical CPU); multi-worker: the cluster in TF_CONFIG, the same command started "
+                            "on each worker (docs/distributed.md)", rich_help_panel=TRN)
+CKPT_OPT = typer.Option(None, "--checkpoint-dir", metavar="DIR", help="checkpoint after each epoch here (default "
+                        "`OUT.ckpt/` beside the output, removed when the run completes)", rich_help_panel=TRN)
+RESUME_OPT = typer.Option(False, "--resume", help="continue an interrupted run (Ctrl-C or a killed process) from "
+                          "its last checkpoint; same command otherwise", rich_help_panel=TRN)
+SAVE_KERAS_OPT = typer.Option(None, "--save-keras", metavar="PATH.keras", help="also keep the trained Keras model",
+                              rich_help_panel=TRN)
+
+
+def _train_values(epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, warmup_epochs, loss,
+                  temperature, label_smoothing, augment, crop_padding, val_split, patience, seed, strategy,
+                  checkpoint_dir, resume) -> dict:
+    """The train.finetune stage values from the training flags (checked as TrainParams)."""
+    from .params import TrainParams
+
+    def items(text):
+        return () if not text else tuple(t.strip() for t in str(text).split(",") if t.strip())
+
+    values = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
+                  weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, loss=items(loss),
+                  temperature=temperature, label_smoothing=label_smoothing, augment=items(augment),
+                  crop_padding=crop_padding, val_split=val_split, patience=patience, seed=seed, strategy=strategy,
+                  checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), resume=resume)
+    params = _checked(TrainParams, values)
+    return {k: getattr(params, k) for k in values}
 
 
 def _data_params(calib, calib_samples, holdout, size, mean, std, channel_order, value_range, resize,
-                 labels=None, val=None, val_labels=None):
+                 labels=None, val=None, val_labels=None, data=None):
     """DataParams from the preprocessing flags (strings such as "224", "240x320", "0.485,0.456,0.406")."""
     from .data import parse_preprocess_args
     from .params import DataParams
@@ -86,7 +149,7 @@ def _data_params(calib, calib_samples, holdout, size, mean, std, channel_order, 
     def text(p):
         return None if p is None else str(p)
 
-    return _checked(DataParams, dict(calib=text(calib), labels=text(labels), val=text(val),
+    return _checked(DataParams, dict(calib=text(calib), data=text(data), labels=text(labels), val=text(val),
                                      val_labels=text(val_labels), calib_samples=calib_samples,
                                      holdout=holdout, size=tuple(pre.size or ()),
                                      mean=pre.mean if "mean" in pre.stated else (),
@@ -125,10 +188,10 @@ def compress(
                                      "or one per tensor", rich_help_panel=QNT),
     calib: Optional[Path] = typer.Option(None, "--calib", metavar="DATA", help="image folder, .npy/.npz "
                                          "(preprocessed, original layout) or idx file", rich_help_panel=PRE),
-    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="labels of the --calib samples: "
-                                          "idx label file, .npy integers or an .npz holding `y` (class folders "
-                                          "and an .npz with `y` carry their own); accuracy is then measured on "
-                                          "the held-back split", rich_help_panel=ACC),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="labels of the --data samples "
+                                          "(of --calib without --data): idx label file, .npy integers or an .npz "
+                                          "holding `y` (class folders and an .npz with `y` carry their own); "
+                                          "accuracy is then measured on the held-back split", rich_help_panel=ACC),
     val: Optional[Path] = typer.Option(None, "--val", metavar="DATA", help="evaluation data for accuracy "
                                        "(folder of class folders, .npy/.npz, idx), every sample read",
                                        rich_help_panel=ACC),
@@ -168,6 +231,18 @@ def compress(
                                  "always records them", rich_help_panel=REP),
     recipe_out: Optional[Path] = typer.Option(None, "--recipe-out", metavar="RECIPE.toml",
                                               help="also write the equivalent recipe (TOML)"),
+    finetune: bool = typer.Option(False, "--finetune", help="fine-tune the imported model on --data before "
+                                  "converting (training flags below)", rich_help_panel=TRN),
+    data: Optional[Path] = DATA_OPT,
+    epochs: int = EPOCHS_OPT, batch_size: int = BATCH_OPT, lr: float = LR_OPT,
+    optimizer: Literal["adamw", "adam", "sgd"] = OPTIMIZER_OPT, momentum: float = MOMENTUM_OPT,
+    weight_decay: float = WD_OPT, schedule: Literal["cosine", "constant"] = SCHEDULE_OPT,
+    warmup_epochs: float = WARMUP_OPT, loss: Optional[str] = LOSS_OPT, temperature: float = TEMPERATURE_OPT,
+    label_smoothing: float = SMOOTHING_OPT, augment: Optional[str] = AUGMENT_OPT, crop_padding: int = PADDING_OPT,
+    val_split: float = VAL_SPLIT_OPT, patience: int = PATIENCE_OPT, seed: int = SEED_OPT,
+    strategy: Literal["default", "mirrored", "multi-worker"] = STRATEGY_OPT,
+    checkpoint_dir: Optional[Path] = CKPT_OPT, resume: bool = RESUME_OPT,
+    save_keras: Optional[Path] = SAVE_KERAS_OPT,
 ):
     """Import, check, quantize and convert a model to `.tflite`, with a report beside it.
 
@@ -183,6 +258,9 @@ def compress(
     t10k-images-idx3-ubyte.gz --val-labels t10k-labels-idx1-ubyte.gz` (top-1 accuracy of the original, FP32 and
     INT8 on all 10,000 images; `--labels t10k-labels-idx1-ubyte.gz` instead of `--val`: on the held-back split)
 
+    * `edgeopt compress cnn.onnx --finetune --data train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz
+    --epochs 2 --int8` (fine-tune on labeled data, then quantize, calibrating on the training part of --data)
+
     Exit codes: 0 done; 2 a problem with the input, data or flags; 3 the import does not match onnxruntime;
     4 the model was written but its report is incomplete (a measurement failed; the report says which).
     """
@@ -194,13 +272,17 @@ def compress(
     if len(chosen) > 1:
         raise typer.BadParameter("choose one of --int8, --fp16, --dynamic-range")
     precision = chosen[0] if chosen else "fp32"
-    data = _data_params(calib, calib_samples, holdout, size, mean, std, channel_order, value_range, resize,
-                        labels=labels, val=val, val_labels=val_labels)
+    data_params = _data_params(calib, calib_samples, holdout, size, mean, std, channel_order, value_range, resize,
+                               labels=labels, val=val, val_labels=val_labels, data=data)
     imp = _checked(ImportParams, dict(input_shape=tuple(input_shape), parity_tolerance=parity_tolerance,
                                       parity_samples=parity_samples))
     rep = _checked(ReportParams, dict(latency_runs=latency_runs, warmup_runs=warmup_runs, num_threads=num_threads,
                                       delegates=delegates))
     calls = [StageCall("import", {k: getattr(imp, k) for k in ("input_shape", "parity_tolerance", "parity_samples")})]
+    if finetune:
+        calls.append(StageCall("train.finetune", _train_values(
+            epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, warmup_epochs, loss, temperature,
+            label_smoothing, augment, crop_padding, val_split, patience, seed, strategy, checkpoint_dir, resume)))
     if precision == "int8":
         calls.append(StageCall("quantize.ptq", {"io_type": io_type, "per_channel": per_channel}))
     else:
@@ -211,8 +293,86 @@ def compress(
         from .recipe import dump_recipe
 
         check_not_input(recipe_out, model, suggestion=out.with_suffix(".toml"))
-        write_text(recipe_out, dump_recipe(calls, data=data, report=rep))
-    _run_and_print(model, calls, output=out, data=data, report=rep, profile=profile)
+        write_text(recipe_out, dump_recipe(calls, data=data_params, report=rep))
+    _run_and_print(model, calls, output=out, data=data_params, report=rep, profile=profile, save_keras=save_keras)
+
+
+@app.command(cls=_Command, no_args_is_help=True)
+def finetune(
+    model: Path = typer.Argument(..., help="ONNX file, tf_keras .h5/.keras file or SavedModel folder"),
+    output: Path = typer.Option(..., "-o", "--output", metavar="OUT.keras|OUT.tflite", help="the fine-tuned "
+                                "model: `.keras`/`.h5` (Keras), or `.tflite` (FP32, with a report beside it)"),
+    data: Path = typer.Option(..., "--data", metavar="DATA", help="training data: a folder with one subfolder per "
+                              "class (class names sorted), an idx file or .npy/.npz (original layout); streamed "
+                              "batch by batch", rich_help_panel=DAT),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="labels of --data (idx, .npy, "
+                                          ".npz `y`); without labels the original model's outputs are the targets",
+                                          rich_help_panel=DAT),
+    val: Optional[Path] = typer.Option(None, "--val", metavar="DATA", help="validation data (default: --val-split "
+                                       "of --data)", rich_help_panel=DAT),
+    val_labels: Optional[Path] = typer.Option(None, "--val-labels", metavar="FILE", help="labels of --val",
+                                              rich_help_panel=DAT),
+    calib: Optional[Path] = typer.Option(None, "--calib", metavar="DATA", help="samples for the import parity "
+                                         "check and the report (default: a seeded pick of --data's training part)",
+                                         rich_help_panel=PRE),
+    calib_samples: int = typer.Option(256, "--calib-samples", help="samples for parity and the report",
+                                      rich_help_panel=PRE),
+    size: Optional[str] = typer.Option(None, "--size", metavar="H[,W]", help="resize images to H or H,W",
+                                       rich_help_panel=PRE),
+    mean: Optional[str] = typer.Option(None, "--mean", metavar="M[,M,M]", help="per-channel mean (default 0)",
+                                       rich_help_panel=PRE),
+    std: Optional[str] = typer.Option(None, "--std", metavar="S[,S,S]", help="per-channel std (default 1)",
+                                      rich_help_panel=PRE),
+    channel_order: Literal["rgb", "bgr"] = typer.Option("rgb", "--channel-order", help="channel order the model "
+                                                        "expects", rich_help_panel=PRE),
+    resize: Literal["center-crop", "stretch"] = typer.Option("center-crop", "--resize", help="center-crop or "
+                                                             "stretch", rich_help_panel=PRE),
+    value_range: Optional[str] = typer.Option(None, "--value-range", metavar="LO,HI", help="map pixels 0..255 "
+                                              "onto LO,HI (default 0,1)", rich_help_panel=PRE),
+    input_shape: List[str] = typer.Option([], "--input-shape", metavar="NAME:DIMS", help="fix dynamic dims, e.g. "
+                                          "`input:1,3,224,224`", rich_help_panel=IMP),
+    epochs: int = EPOCHS_OPT, batch_size: int = BATCH_OPT, lr: float = LR_OPT,
+    optimizer: Literal["adamw", "adam", "sgd"] = OPTIMIZER_OPT, momentum: float = MOMENTUM_OPT,
+    weight_decay: float = WD_OPT, schedule: Literal["cosine", "constant"] = SCHEDULE_OPT,
+    warmup_epochs: float = WARMUP_OPT, loss: Optional[str] = LOSS_OPT, temperature: float = TEMPERATURE_OPT,
+    label_smoothing: float = SMOOTHING_OPT, augment: Optional[str] = AUGMENT_OPT, crop_padding: int = PADDING_OPT,
+    val_split: float = VAL_SPLIT_OPT, patience: int = PATIENCE_OPT, seed: int = SEED_OPT,
+    strategy: Literal["default", "mirrored", "multi-worker"] = STRATEGY_OPT,
+    checkpoint_dir: Optional[Path] = CKPT_OPT, resume: bool = RESUME_OPT,
+    save_keras: Optional[Path] = SAVE_KERAS_OPT,
+    profile: bool = typer.Option(False, "--profile", help="print the seconds of each step", rich_help_panel=REP),
+):
+    """Fine-tune a model on labeled data (or on its own outputs) before compressing it.
+
+    Examples:
+
+    * `edgeopt finetune cnn.onnx --data train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz --epochs 2
+    -o cnn_tuned.keras` (10 % of --data validates; `--val DATA --val-labels FILE` to use other data)
+
+    * `edgeopt finetune net.onnx --data photos/ --epochs 5 --augment crop,flip --mean 0.485,0.456,0.406 --std
+    0.229,0.224,0.225 -o net.tflite` (class folders carry the labels; a report beside `net.tflite`)
+
+    * `edgeopt finetune net.onnx --data unlabeled/ --epochs 3 -o net.keras` (no labels: the original model's
+    outputs are the targets)
+
+    * the same command with `--resume` continues an interrupted run; with `--strategy multi-worker` and a
+    `TF_CONFIG` per machine it trains on several machines (docs/distributed.md)
+    """
+    from .params import ImportParams, ReportParams
+    from .pipeline import StageCall
+
+    data_params = _data_params(calib, calib_samples, 0.2, size, mean, std, channel_order, value_range, resize,
+                               labels=labels, val=val, val_labels=val_labels, data=data)
+    imp = _checked(ImportParams, dict(input_shape=tuple(input_shape)))
+    calls = [StageCall("import", {"input_shape": imp.input_shape}),
+             StageCall("train.finetune", _train_values(
+                 epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, warmup_epochs, loss,
+                 temperature, label_smoothing, augment, crop_padding, val_split, patience, seed, strategy,
+                 checkpoint_dir, resume))]
+    if output.suffix.lower() == ".tflite":
+        calls.append(StageCall("convert.tflite", {"precision": "fp32"}))
+    _run_and_print(model, calls, output=output, data=data_params, report=ReportParams(), profile=profile,
+                   save_keras=save_keras)
 
 
 @app.command("run", cls=_Command, no_args_is_help=True)
@@ -236,14 +396,14 @@ def run_recipe(
     _run_and_print(model, r.calls, output=output, data=data, report=r.report_params(), profile=profile)
 
 
-def _run_and_print(model: Path, calls, *, output: Path, data, report, profile: bool) -> None:
+def _run_and_print(model: Path, calls, *, output: Path, data, report, profile: bool, save_keras=None) -> None:
     """Run the pipeline and print its tables; a run whose report is incomplete still prints what there is and
     the files written, then ends with the error (exit code 4)."""
     from .errors import ReportIncompleteError
     from .pipeline import run
 
     try:
-        result = run(model, calls, output=output, data=data, report=report)
+        result = run(model, calls, output=output, data=data, report=report, save_keras=save_keras)
     except ReportIncompleteError as exc:
         if exc.result is not None:
             _print_result(exc.result, profile=profile)
@@ -254,10 +414,16 @@ def _run_and_print(model: Path, calls, *, output: Path, data, report, profile: b
 def _print_result(result, *, profile: bool = False) -> None:
     from rich.console import Console
 
-    from .report import accuracy_rows, fidelity_rows, profile_rows, summary_rows
+    from .report import accuracy_rows, fidelity_rows, profile_rows, summary_rows, training_rows
 
     con = Console()
     rep = result.report
+    training = (rep or {}).get("training") or result.artifact.metrics.get("training")
+    if training:
+        t = training
+        con.print(_table(f"{t['title']}: {t['objective']}, {t['optimizer']}, global batch {t['global_batch']}, "
+                         f"{t['strategy']['replicas']} replica(s) on {t['strategy']['workers']} worker(s)",
+                         training_rows(t)))
     if rep is not None and rep["models"]:
         con.print(_table("edgeopt: FP32 vs " + rep["precision"], summary_rows(rep)))
     if rep is not None and rep["fidelity"]:
@@ -270,6 +436,12 @@ def _print_result(result, *, profile: bool = False) -> None:
                          f"{acc['output']['name']}", accuracy_rows(rep)))
     if profile and result.profile is not None:
         con.print(_table("where the time went (seconds)", profile_rows(result.profile)))
+    if result.output is None:  # another worker of a multi-worker run: the chief writes the files
+        con.print(f"{training['worker'] if training else 'this worker'}: done, weights sha256 "
+                  f"{training['weights_sha256'] if training else '?'}; the chief writes the output", markup=False)
+        return
+    if training:
+        con.print(f"weights sha256 {training['weights_sha256']}", markup=False)
     con.print(f"wrote {result.output}" + "".join(f"\nwrote {p}" for p in result.report_paths), markup=False)
 
 

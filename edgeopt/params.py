@@ -21,8 +21,11 @@ class DataParams:
 
     calib: str | None = _f(None, "calibration data: an image folder, a .npy/.npz file (already preprocessed, "
                                  "original model layout) or an idx file")
-    labels: str | None = _f(None, "labels of the --calib samples (idx label file, .npy integers, or the 'y' of an "
-                                  ".npz); class folders and an .npz holding 'y' carry their own")
+    data: str | None = _f(None, "training data for the stages that train (same kinds as calib), streamed: read "
+                                "batch by batch, never all at once")
+    labels: str | None = _f(None, "labels of the --data samples, or of --calib when there is no --data (idx label "
+                                  "file, .npy integers, or the 'y' of an .npz); class folders and an .npz holding "
+                                  "'y' carry their own")
     val: str | None = _f(None, "evaluation data for accuracy, every sample read (default: the held-back split of "
                                "--calib)")
     val_labels: str | None = _f(None, "labels of --val (idx, .npy, .npz 'y'; class folders carry their own)")
@@ -45,8 +48,9 @@ class DataParams:
             raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
         if self.calib_samples < 1:
             raise ValueError(f"calib_samples must be at least 1, got {self.calib_samples}")
-        if self.labels is not None and self.calib is None:
-            raise ValueError("labels label the --calib samples: give calib too (or val with val_labels)")
+        if self.labels is not None and self.calib is None and self.data is None:
+            raise ValueError("labels label the --data (or --calib) samples: give data or calib too "
+                             "(or val with val_labels)")
         if self.val_labels is not None and self.val is None:
             raise ValueError("val_labels label the --val samples: give val too")
         if len(self.size) not in (0, 1, 2):
@@ -95,3 +99,50 @@ class ReportParams:
     def __post_init__(self):
         if self.latency_runs < 1 or self.num_threads < 1 or self.warmup_runs < 0:
             raise ValueError("latency_runs and num_threads must be at least 1, warmup_runs at least 0")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Training: every stage that trains (fine-tuning, and the stages built on it) takes these fields."""
+
+    epochs: int = _f(1, "passes over the training data")
+    batch_size: int = _f(32, "global batch size: the samples of one step, over all replicas and workers")
+    lr: float = _f(1e-4, "peak learning rate (after warm-up)")
+    optimizer: Literal["adamw", "adam", "sgd"] = _f("adamw", "adamw/adam, or sgd with momentum")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(0.0, "decoupled weight decay (biases and normalization parameters excluded)")
+    schedule: Literal["cosine", "constant"] = _f("cosine", "learning-rate schedule after warm-up")
+    warmup_epochs: float = _f(0.0, "linear warm-up from 0 to --lr over this many epochs")
+    loss: tuple[str, ...] = _f((), "loss terms, each ce, kd or mse with an optional weight (ce=0.3,kd=0.7); "
+                                    "default: ce with labels, else kd on a classifier output, else mse")
+    temperature: float = _f(4.0, "softmax temperature of the kd term (soft targets of the teacher)")
+    label_smoothing: float = _f(0.0, "label smoothing of the ce term")
+    augment: tuple[str, ...] = _f((), "augmentations: crop (random crop after zero padding), flip (horizontal); "
+                                       "none by default (digits and text must not be flipped)")
+    crop_padding: int = _f(4, "pixels of padding on each side before the random crop")
+    val_split: float = _f(0.1, "fraction of --data held back for validation when there is no --val")
+    patience: int = _f(0, "stop after this many epochs without a lower validation loss and keep the best "
+                          "epoch's weights (0: never stop early)")
+    seed: int = _f(0, "seed of the data order, the augmentations and the validation split")
+    strategy: Literal["default", "mirrored", "multi-worker"] = _f(
+        "default", "default: one device; mirrored: every local GPU (else every logical CPU); multi-worker: "
+                   "the cluster in TF_CONFIG, one process per worker")
+    checkpoint_dir: str | None = _f(None, "where a checkpoint is kept after each epoch (default: OUT.ckpt/ beside "
+                                          "the output, removed when the run completes)")
+    resume: bool = _f(False, "continue from the last checkpoint in checkpoint_dir")
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ValueError("lr must be positive, weight_decay at least 0 and momentum in [0, 1)")
+        if not 0 <= self.label_smoothing < 1 or not 0 <= self.val_split < 1:
+            raise ValueError("label_smoothing and val_split must be in [0, 1)")
+        if self.temperature <= 0 or self.warmup_epochs < 0 or self.patience < 0 or self.crop_padding < 0:
+            raise ValueError("temperature must be positive; warmup_epochs, patience and crop_padding at least 0")
+        bad = [a for a in self.augment if a not in ("crop", "flip")]
+        if bad:
+            raise ValueError(f"unknown augmentation {bad[0]!r}: choose crop, flip")
+        from .train.losses import parse_loss
+
+        parse_loss(self.loss)

@@ -17,7 +17,7 @@ from .artifact import Artifact, Step
 from .console import quieted, status
 from .context import Context
 from .errors import EdgeoptError, ModelFileError, OutputError, ReportIncompleteError
-from .params import DataParams, ReportParams
+from .params import DataParams, ReportParams, TrainParams
 from .profiling import recording, step
 from .registry import lookup, make_params
 
@@ -79,29 +79,51 @@ def run(
     data: DataParams = DataParams(),
     report: ReportParams | None = ReportParams(),
     quiet: bool = False,
+    save_keras: str | Path | None = None,
 ) -> RunResult:
     """Run ``calls`` on ``model``; write the final artifact to ``output`` and, when asked, its report beside it.
 
     The output is written before the report is measured, so a failed measurement never costs the model: the report
     says what is missing and :class:`ReportIncompleteError` (carrying this RunResult) is raised at the end.
-    ``quiet`` hides spinners, progress bars and warnings.
+    ``quiet`` hides spinners, progress bars and warnings. ``save_keras`` also keeps the run's last Keras model
+    (the fine-tuned one, when a stage trained). Stages that train keep a checkpoint per epoch in ``OUT.ckpt/``
+    (removed when the run completes); on a multi-worker run only the chief writes the output, the report and
+    ``save_keras``.
 
     >>> run("model.onnx", [StageCall("import"), StageCall("quantize.ptq")], output="m_int8.tflite")  # doctest: +SKIP
     """
     resolved = resolve(calls)
     out = None if output is None else _checked_output(Path(output), Path(model), resolved)
+    keep = None if save_keras is None else _checked_keras_copy(Path(save_keras), Path(model), out)
+    _check_data(data, resolved)
     artifact = source_artifact(model)
     workdir = Path(tempfile.mkdtemp(prefix="edgeopt-"))
+    training = [p for _, p in resolved if isinstance(p, TrainParams)]
     try:
         with quieted(quiet), recording() as prof:
             ctx = Context(workdir=workdir, data=data, quiet=quiet, history=[artifact])
+            if training:
+                ctx.split = (training[0].val_split, training[0].seed)
+                ctx.checkpoint_root = None if out is None else out.with_name(out.name + ".ckpt")
             with status("loading TensorFlow", step="load TensorFlow"):
                 keras()  # once, up front: the import stage and the converter need it
+                for p in training:  # collective ops are set up before TensorFlow runs anything
+                    if p.strategy == "multi-worker":
+                        from .train.strategy import prepare
+
+                        prepare(p.strategy)
             artifact = _run_stages(artifact, resolved, ctx)
-            if out is not None:
-                _write_output(artifact, out)
-            rep, paths = _report(ctx, artifact, out, report, prof)
-        result = RunResult(artifact=artifact, output=out, report=rep, report_paths=paths, profile=prof.to_dict())
+            rep, paths = None, ()
+            if ctx.chief:  # the other workers of a multi-worker run write nothing
+                if out is not None:
+                    _write_output(artifact, out)
+                if keep is not None:
+                    _write_output(_last_keras(ctx), keep)
+                rep, paths = _report(ctx, artifact, out, report, prof)
+        result = RunResult(artifact=artifact, output=out if ctx.chief else None, report=rep, report_paths=paths,
+                           profile=prof.to_dict())
+        if ctx.chief and ctx.checkpoint_root is not None and not any(p.checkpoint_dir for p in training):
+            shutil.rmtree(ctx.checkpoint_root, ignore_errors=True)  # the run is complete: nothing left to resume
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if rep is not None and rep["incomplete"]:
@@ -109,12 +131,47 @@ def run(
     return result
 
 
+def _last_keras(ctx: Context) -> Artifact:
+    return next(a for a in reversed(ctx.history) if a.format == "keras")
+
+
+def _checked_keras_copy(path: Path, model: Path, out: Path | None) -> Path:
+    from .outputs import check_not_input, check_writable
+
+    check_not_input(path, model, suggestion=model.with_name(model.stem + "_trained.keras"))
+    if out is not None and path.resolve() == out.resolve():
+        raise OutputError(f"--save-keras {path} is the output itself", hint="give it another name")
+    if path.suffix.lower() not in (".keras", ".h5"):
+        raise OutputError(f"--save-keras {path} should end in .keras or .h5")
+    check_writable(path)
+    return path
+
+
+def _check_data(data: DataParams, resolved) -> None:
+    """Training data without a stage that trains is a mistake worth saying before any work."""
+    from .errors import RecipeError
+
+    trains = any(isinstance(p, TrainParams) for _, p in resolved)
+    if data.data is not None and not trains:
+        raise RecipeError("--data is training data, and no stage of this run trains",
+                          hint="add --finetune to train on it, or give the data as --calib (calibration) or "
+                               "--val (accuracy)")
+    if trains and data.data is None:
+        raise RecipeError("this run trains (train.finetune) and has no training data",
+                          hint="give --data DATA, with --labels FILE unless the data carries its labels")
+
+
+def makes_keras(name: str) -> bool:
+    """Whether the stage ``name`` hands on a Keras model (import, training) rather than a .tflite."""
+    return not name.startswith(("convert.", "quantize."))
+
+
 def _checked_output(out: Path, model: Path, resolved) -> Path:
     """Refuse, before any work, an output that is the input, that cannot be written or has the wrong suffix."""
     from .outputs import check_not_input, check_writable, default_output
 
     last = resolved[-1] if resolved else None
-    precision = "keras" if last is None or last[0].name == "import" else getattr(last[1], "precision", "int8")
+    precision = "keras" if last is None or makes_keras(last[0].name) else getattr(last[1], "precision", "int8")
     check_not_input(out, model, suggestion=default_output(model, precision))
     check_writable(out)
     _check_suffix(out, resolved)
@@ -179,7 +236,7 @@ def _remedy(failed: list[dict], output: Path | None) -> str:
 
 
 def _check_suffix(out: Path, resolved) -> None:
-    last_is_keras = not resolved or resolved[-1][0].name == "import"
+    last_is_keras = not resolved or makes_keras(resolved[-1][0].name)
     want = (".keras", ".h5") if last_is_keras else (".tflite",)
     if out.suffix.lower() not in want:
         raise OutputError(f"output {out} should end in {' or '.join(want)} for this pipeline")

@@ -17,6 +17,7 @@ from .errors import RecipeError
 # The modules that define stages; imported on first lookup so `edgeopt --help` does not import TensorFlow.
 STAGE_MODULES = (
     "edgeopt.stages",
+    "edgeopt.train.stage",
 )
 
 

@@ -123,6 +123,7 @@ def _skeleton(ctx: Context, final: Artifact, keras_art: Artifact, params: Report
         "outputs": [s.to_dict() for s in keras_art.meta["outputs"]],
         "keras": {"params": keras_art.metrics.get("params"), "macs": keras_art.metrics.get("macs")},
         "import_parity": keras_art.metrics.get("parity"),
+        "training": keras_art.metrics.get("training"),
         "conversion_parity": None,
         "fidelity": None,
         "accuracy": None,
@@ -337,6 +338,47 @@ def accuracy_rows(report: dict) -> list[tuple[str, ...]]:
     return rows
 
 
+def training_rows(training: dict) -> list[tuple[str, ...]]:
+    """One row per epoch: loss and accuracy on the training batches, validation loss and accuracy, speed."""
+    rows = [("epoch", "loss", "accuracy", "val loss", "val accuracy", "samples/s", "seconds")]
+    first = training.get("initial")
+    if first:
+        acc = first.get("val_accuracy")
+        acc_text = _pct(acc) if acc is not None else (f"{_pct(first['val_agreement'])} (agreement)"
+                                                      if first.get("val_agreement") is not None else "")
+        rows.append(("0 (before)", "", "", f"{first['val_loss']:.4f}", acc_text, "", ""))
+    for r in training["history"]:
+        val_acc = r.get("val_accuracy")
+        if val_acc is None and r.get("val_agreement") is not None:
+            val_acc_text = f"{_pct(r['val_agreement'])} (agreement)"
+        else:
+            val_acc_text = "" if val_acc is None else _pct(val_acc)
+        rows.append((str(r["epoch"]), f"{r['loss']:.4f}", _pct(r["accuracy"]),
+                     "" if r.get("val_loss") is None else f"{r['val_loss']:.4f}", val_acc_text,
+                     f"{r['samples_per_second']:.0f}", f"{r['seconds']:.1f}"))
+    return rows
+
+
+def training_lines(report: dict) -> list[str]:
+    t = report.get("training")
+    if not t:
+        return []
+    d = t["data"]
+    lines = ["## Training", "",
+             f"{t['title']} for {t['epochs_run']} of {t['epochs']} epochs ({t['steps_per_epoch']} steps of "
+             f"{t['global_batch']} samples) on {d['samples']} samples of `{d['source']}`; targets: {d['targets']}; "
+             f"loss {t['objective']}; optimizer {t['optimizer']}; {t['strategy']['replicas']} replica(s) on "
+             f"{t['strategy']['workers']} worker(s) ({t['strategy']['name']})."]
+    if d.get("validation"):
+        lines.append(f"Validation: {d['validation']}.")
+    if t.get("stopped_early"):
+        lines.append(f"Stopped early; the weights are those of epoch {t['best_epoch']}, the lowest validation loss.")
+    if t.get("resumed_from_epoch"):
+        lines.append(f"Resumed after epoch {t['resumed_from_epoch']} from a checkpoint.")
+    lines += ["", _md_table(training_rows(t)), ""]
+    return lines
+
+
 def accuracy_lines(report: dict) -> list[str]:
     """What the accuracy was measured on: the data, the labels, the classifier output and the interval."""
     acc = report["accuracy"]
@@ -420,6 +462,7 @@ def to_markdown(report: dict) -> str:
                 f"(calibration used {ev['calibration_samples']} others).", "", _md_table(fidelity_rows(report)), ""]
     if report.get("accuracy") and report["accuracy"]["models"]:
         out += ["## Accuracy", "", *accuracy_lines(report), "", _md_table(accuracy_rows(report)), ""]
+    out += training_lines(report)
     out += _op_histogram(report) + _delegates(report)
     if report["warnings"] or report["notes"]:
         out += ["## Warnings and notes", ""] + [f"- {w}" for w in report["warnings"] + report["notes"]] + [""]
