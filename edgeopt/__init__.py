@@ -15,7 +15,8 @@ from typing import Any, Mapping, Sequence
 from .errors import EdgeoptError
 
 __version__ = "0.1.0"
-__all__ = ["EdgeoptError", "compress", "load", "convert", "quantize", "inspect", "benchmark", "run_recipe"]
+__all__ = ["EdgeoptError", "compress", "load", "finetune", "convert", "quantize", "inspect", "benchmark",
+           "run_recipe"]
 
 
 def compress(model: str | Path, *, precision: str = "int8", output: str | Path | None = None,
@@ -37,6 +38,33 @@ def compress(model: str | Path, *, precision: str = "int8", output: str | Path |
         calls.append(StageCall("convert.tflite", {"precision": precision}))
     d = DataParams(**{**(data or {}), **({"calib": str(calib)} if calib is not None else {})})
     return run(model, calls, output=output, data=d, report=ReportParams(**(report or {})), quiet=quiet)
+
+
+def finetune(model: str | Path, *, data: str | Path, output: str | Path, labels: str | Path | None = None,
+             val: str | Path | None = None, val_labels: str | Path | None = None,
+             preprocess: Mapping[str, Any] | None = None, save_keras: str | Path | None = None, quiet: bool = True,
+             **train: Any):
+    """Fine-tune ``model`` on ``data`` (with ``labels``, or on its own outputs) and write ``output`` (.keras, or an
+    FP32 .tflite with a report). ``train`` takes the fields of TrainParams (epochs, batch_size, lr, strategy, ...);
+    ``preprocess`` those of DataParams (value_range, mean, std, size, ...).
+
+    >>> result = edgeopt.finetune("cnn.onnx", data="train-images-idx3-ubyte.gz",          # doctest: +SKIP
+    ...                           labels="train-labels-idx1-ubyte.gz", epochs=2, output="cnn_tuned.keras")
+    >>> result.artifact.metrics["training"]["history"][-1]["val_accuracy"]                 # doctest: +SKIP
+    0.913
+    """
+    from .params import DataParams, ReportParams
+    from .pipeline import StageCall, run
+
+    def text(p):
+        return None if p is None else str(p)
+
+    calls = [StageCall("import"), StageCall("train.finetune", dict(train))]
+    if Path(output).suffix.lower() == ".tflite":
+        calls.append(StageCall("convert.tflite", {"precision": "fp32"}))
+    d = DataParams(**{**(preprocess or {}), "data": text(data), "labels": text(labels), "val": text(val),
+                      "val_labels": text(val_labels)})
+    return run(model, calls, output=output, data=d, report=ReportParams(), quiet=quiet, save_keras=save_keras)
 
 
 def run_recipe(recipe: str | Path, model: str | Path, *, output: str | Path, calib: str | Path | None = None,

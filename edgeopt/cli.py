@@ -383,6 +383,10 @@ def run_recipe(
                                 "import-only recipes)"),
     calib: Optional[Path] = typer.Option(None, "--calib", metavar="DATA", help="calibration data (overrides the "
                                          "recipe's [data])"),
+    data: Optional[Path] = typer.Option(None, "--data", metavar="DATA", help="training data, for recipes with a "
+                                        "training stage (overrides the recipe's [data])"),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="labels of --data (overrides the "
+                                          "recipe's [data])"),
     profile: bool = typer.Option(False, "--profile", help="print the seconds of each step as a table"),
 ):
     """Run a recipe on a model.
@@ -391,9 +395,12 @@ def run_recipe(
     """
     from .recipe import load_recipe
 
+    def text(p):
+        return None if p is None else str(p)
+
     r = load_recipe(recipe)
-    data = r.data_params(calib=None if calib is None else str(calib))
-    _run_and_print(model, r.calls, output=output, data=data, report=r.report_params(), profile=profile)
+    data_params = r.data_params(calib=text(calib), data=text(data), labels=text(labels))
+    _run_and_print(model, r.calls, output=output, data=data_params, report=r.report_params(), profile=profile)
 
 
 def _run_and_print(model: Path, calls, *, output: Path, data, report, profile: bool, save_keras=None) -> None:

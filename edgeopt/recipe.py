@@ -96,7 +96,8 @@ def dump_recipe(calls, *, data: DataParams | None = None, report: ReportParams |
             lines += [f"{k} = {_toml(v)}" for k, v in dataclasses.asdict(obj).items() if v is not None]
             lines.append("")
     for c in calls:
-        lines += ["[[stage]]", f'use = "{c.use}"'] + [f"{k} = {_toml(v)}" for k, v in c.values.items()] + [""]
+        lines += ["[[stage]]", f'use = "{c.use}"'] + [f"{k} = {_toml(v)}" for k, v in c.values.items()
+                                                      if v is not None] + [""]
     return "\n".join(lines)
 
 

@@ -51,10 +51,18 @@ def main() -> None:
                            objective=Objective((("ce", 1.0),), 0, 4), checkpoint_dir=Path(tmp) / name)
             out[name] = result
     a, b = out["mirrored"], out["default"]
+    from edgeopt.errors import RecipeError
+
+    try:  # a global batch that two replicas cannot share evenly
+        train(net, from_arrays(x, y), TrainParams(**{**params, "batch_size": 15}, strategy="mirrored"),
+              objective=Objective((("ce", 1.0),), 0, 4), checkpoint_dir=Path(tempfile.mkdtemp()))
+        odd_refused = ""
+    except RecipeError as exc:
+        odd_refused = exc.message
     diffs = [float(np.abs(u - v).max()) for u, v in zip(a.model.get_weights(), b.model.get_weights())]
     moved = max(float(np.abs(u - v).max()) for u, v in zip(b.model.get_weights(), net.get_weights()))
     json.dump({"replicas": a.summary["strategy"]["replicas"], "steps": a.summary["steps_per_epoch"],
-               "max_weight_difference": max(diffs), "max_weight_change": moved,
+               "max_weight_difference": max(diffs), "odd_batch_error": odd_refused, "max_weight_change": moved,
                "weights": len(diffs), "per_weight": dict(zip([w.name for w in net.weights], diffs))}, sys.stdout)
 
 

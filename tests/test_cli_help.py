@@ -52,7 +52,8 @@ def test_compress_help_shows_default_name_choices_and_no_bool():
 
 
 def test_every_help_of_every_command_has_no_bool_after_flags():
-    for args in (("--help",), ("run", "--help"), ("stages", "--help"), ("inspect", "--help")):
+    for args in (("--help",), ("run", "--help"), ("stages", "--help"), ("inspect", "--help"),
+                 ("finetune", "--help")):
         res = cli(*args)
         assert res.returncode == 0 and "<bool>" not in res.stdout, (args, res.stdout)
 

@@ -20,6 +20,7 @@ def test_mirrored_over_two_logical_cpus_equals_one_replica():
     assert out["replicas"] == 2 and out["steps"] == 20
     assert out["max_weight_change"] > 0.01  # the weights really moved
     assert out["max_weight_difference"] <= 1e-5, out["per_weight"]
+    assert "--batch-size 15 does not split evenly over 2 replicas" in out["odd_batch_error"]
 
 
 def _finetune_args(out, *extra):

@@ -34,11 +34,12 @@ def signature_of(params, data_info: dict, model) -> dict:
 
 
 class CheckpointStore:
-    def __init__(self, folder: Path, checkpoint, *, chief: bool, worker: str):
+    def __init__(self, folder: Path, checkpoint, *, chief: bool, worker: str, cluster: bool = False):
         import edgeopt._tf as T
 
         self.folder = folder
         self.chief = chief
+        self.cluster = cluster  # one of several workers: all must resume from the same epoch
         self.checkpoint = checkpoint
         # the other workers save too (the strategy needs every worker to), into a private folder removed at once
         self._write = folder if chief else None
@@ -69,6 +70,10 @@ class CheckpointStore:
         from edgeopt.console import warn
 
         if not self.state_path.exists():
+            if self.cluster:  # starting afresh while the others resume would train different models
+                raise RecipeError(f"--resume: {self._worker} finds no checkpoint in {self.folder}",
+                                  hint="every worker reads the chief's checkpoint folder: share it (the same path "
+                                       "on a shared file system) or copy it to each worker; see docs/distributed.md")
             warn(f"--resume: no checkpoint in {self.folder}; training starts at epoch 1")
             return self.start(signature)
         state = json.loads(self.state_path.read_text())

@@ -87,7 +87,8 @@ def train(model, data: TrainData, params: TrainParams, *, objective: Objective, 
         optimizer.build(net.trainable_variables)
         epoch_var = tf_.Variable(0, dtype=tf_.int64, trainable=False, name="epoch")
     checkpoint = tf_.train.Checkpoint(model=net, optimizer=optimizer, epoch=epoch_var)
-    store = CheckpointStore(Path(checkpoint_dir), checkpoint, chief=chief, worker=worker_id())
+    store = CheckpointStore(Path(checkpoint_dir), checkpoint, chief=chief, worker=worker_id(),
+                            cluster=params.strategy == "multi-worker")
     signature = signature_of(params, data.info, model)
     state = store.restore(signature) if params.resume else store.start(signature)
     start = int(epoch_var.numpy())
