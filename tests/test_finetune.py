@@ -2,6 +2,8 @@
 the report's training and accuracy sections, and clear errors for bad training data."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -155,3 +157,19 @@ def test_importing_edgeopt_leaves_gpus_visible():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "None"
+
+
+def test_shipped_finetune_recipe_runs_through_edgeopt_run(tmp_path):
+    from edgeopt.recipe import load_recipe
+
+    from train_helpers import REPO
+
+    recipe = REPO / "recipes" / "finetune_int8.toml"
+    assert [c.use for c in load_recipe(recipe).calls] == ["import", "train.finetune", "quantize.ptq"]
+    out = tmp_path / "r_int8.tflite"
+    res = run_edgeopt(["run", recipe, CNN, "--data", IMAGES, "--labels", LABELS, "-o", out])
+    assert res.returncode == 0, res.stderr[-3000:]
+    rep = json.loads(out.with_name(out.stem + ".report.json").read_text())
+    assert rep["training"]["epochs_run"] == 2 and rep["training"]["global_batch"] == 32
+    assert rep["precision"] == "int8" and rep["accuracy"]["data"]["samples"] == 60
+    assert rep["accuracy"]["models"]["int8"]["top1"]["accuracy"] >= 0.8  # 60 held-back Fashion-MNIST images
