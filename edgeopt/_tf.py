@@ -27,11 +27,17 @@ def tf():
         import tensorflow
 
         # GPUs stay visible (training uses them); memory grows as needed instead of TensorFlow taking it all
-        for gpu in tensorflow.config.list_physical_devices("GPU"):
+        gpus = tensorflow.config.list_physical_devices("GPU")
+        for gpu in gpus:
             try:
-                tensorflow.config.experimental.set_memory_growth(gpu, True)
-            except RuntimeError:  # already initialized by the caller: their choice stands
+                if tensorflow.config.experimental.get_memory_growth(gpu) is None:  # unset by the caller
+                    tensorflow.config.experimental.set_memory_growth(gpu, True)
+            except (RuntimeError, ValueError):  # initialized, or virtual devices set by the caller: theirs stands
                 pass
+        if gpus:
+            # TF32 matmuls and convolutions (on by default on Ampere and newer) err by ~1e-3, ten times the import
+            # parity tolerance: every edgeopt computation runs in full float32
+            tensorflow.config.experimental.enable_tensor_float_32_execution(False)
     tensorflow.get_logger().setLevel("ERROR")
     return tensorflow
 

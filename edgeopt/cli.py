@@ -425,7 +425,7 @@ def _print_result(result, *, profile: bool = False) -> None:
 
     con = Console()
     rep = result.report
-    training = (rep or {}).get("training") or result.artifact.metrics.get("training")
+    training = result.training
     if training:
         t = training
         con.print(_table(f"{t['title']}: {t['objective']}, {t['optimizer']}, global batch {t['global_batch']}, "

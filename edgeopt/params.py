@@ -21,8 +21,9 @@ class DataParams:
 
     calib: str | None = _f(None, "calibration data: an image folder, a .npy/.npz file (already preprocessed, "
                                  "original model layout) or an idx file")
-    data: str | None = _f(None, "training data for the stages that train (same kinds as calib), streamed: read "
-                                "batch by batch, never all at once")
+    data: str | None = _f(None, "training data for the stages that train (same kinds as calib); image folders are "
+                                "decoded and .npy files read batch by batch, idx (uint8) and .npz are held in "
+                                "memory")
     labels: str | None = _f(None, "labels of the --data samples, or of --calib when there is no --data (idx label "
                                   "file, .npy integers, or the 'y' of an .npz); class folders and an .npz holding "
                                   "'y' carry their own")
@@ -140,6 +141,9 @@ class TrainParams:
             raise ValueError("label_smoothing and val_split must be in [0, 1)")
         if self.temperature <= 0 or self.warmup_epochs < 0 or self.patience < 0 or self.crop_padding < 0:
             raise ValueError("temperature must be positive; warmup_epochs, patience and crop_padding at least 0")
+        # "crop,flip" from a recipe or the API means the same as ("crop", "flip")
+        object.__setattr__(self, "augment", tuple(a.strip() for item in self.augment for a in str(item).split(",")
+                                                  if a.strip()))
         bad = [a for a in self.augment if a not in ("crop", "flip")]
         if bad:
             raise ValueError(f"unknown augmentation {bad[0]!r}: choose crop, flip")

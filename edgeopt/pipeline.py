@@ -40,6 +40,7 @@ class RunResult:
     report: dict | None
     report_paths: tuple[Path, ...] = ()
     profile: dict | None = None
+    training: dict | None = None  # what the last training stage did (history, strategy, weights digest)
 
 
 def source_artifact(path: str | Path) -> Artifact:
@@ -120,8 +121,9 @@ def run(
                 if keep is not None:
                     _write_output(_last_keras(ctx), keep)
                 rep, paths = _report(ctx, artifact, out, report, prof)
+        trained = [a.metrics["training"] for a in ctx.history if a.metrics.get("training")]
         result = RunResult(artifact=artifact, output=out if ctx.chief else None, report=rep, report_paths=paths,
-                           profile=prof.to_dict())
+                           profile=prof.to_dict(), training=trained[-1] if trained else None)
         if ctx.chief and ctx.checkpoint_root is not None and not any(p.checkpoint_dir for p in training):
             shutil.rmtree(ctx.checkpoint_root, ignore_errors=True)  # the run is complete: nothing left to resume
     finally:

@@ -339,24 +339,28 @@ def accuracy_rows(report: dict) -> list[tuple[str, ...]]:
 
 
 def training_rows(training: dict) -> list[tuple[str, ...]]:
-    """One row per epoch: loss and accuracy on the training batches, validation loss and accuracy, speed."""
-    rows = [("epoch", "loss", "accuracy", "val loss", "val accuracy", "samples/s", "seconds")]
+    """One row per epoch: loss and top-1 on the training batches, validation loss and top-1, speed. Without labels
+    the top-1 columns are the agreement with the original model's top-1 (the header says so)."""
+    rows = list(training["history"])
     first = training.get("initial")
+    agreement = any(r.get("agreement") is not None or r.get("val_agreement") is not None for r in rows + [first or {}])
+    name = "agreement" if agreement else "accuracy"
+    out = [("epoch", "loss", name, "val loss", f"val {name}", "samples/s", "seconds")]
+
+    def top1(r: dict, prefix: str) -> str:
+        value = r.get(f"{prefix}accuracy")
+        value = r.get(f"{prefix}agreement") if value is None else value
+        return "" if value is None else _pct(value)
+
+    def loss(value) -> str:
+        return "" if value is None else f"{max(value, 0.0):.4f}"  # a KL of -1e-9 is rounding, shown as 0
+
     if first:
-        acc = first.get("val_accuracy")
-        acc_text = _pct(acc) if acc is not None else (f"{_pct(first['val_agreement'])} (agreement)"
-                                                      if first.get("val_agreement") is not None else "")
-        rows.append(("0 (before)", "", "", f"{first['val_loss']:.4f}", acc_text, "", ""))
-    for r in training["history"]:
-        val_acc = r.get("val_accuracy")
-        if val_acc is None and r.get("val_agreement") is not None:
-            val_acc_text = f"{_pct(r['val_agreement'])} (agreement)"
-        else:
-            val_acc_text = "" if val_acc is None else _pct(val_acc)
-        rows.append((str(r["epoch"]), f"{r['loss']:.4f}", _pct(r["accuracy"]),
-                     "" if r.get("val_loss") is None else f"{r['val_loss']:.4f}", val_acc_text,
-                     f"{r['samples_per_second']:.0f}", f"{r['seconds']:.1f}"))
-    return rows
+        out.append(("0 (before)", "", "", loss(first.get("val_loss")), top1(first, "val_"), "", ""))
+    for r in rows:
+        out.append((str(r["epoch"]), loss(r["loss"]), top1(r, ""), loss(r.get("val_loss")), top1(r, "val_"),
+                    f"{r['samples_per_second']:.0f}", f"{r['seconds']:.1f}"))
+    return out
 
 
 def training_lines(report: dict) -> list[str]:

@@ -173,3 +173,20 @@ def test_shipped_finetune_recipe_runs_through_edgeopt_run(tmp_path):
     assert rep["training"]["epochs_run"] == 2 and rep["training"]["global_batch"] == 32
     assert rep["precision"] == "int8" and rep["accuracy"]["data"]["samples"] == 60
     assert rep["accuracy"]["models"]["int8"]["top1"]["accuracy"] >= 0.8  # 60 held-back Fashion-MNIST images
+
+
+def test_calibration_without_calib_never_sees_the_validation_split(tmp_path):
+    """No --calib: calibration samples come from the training part of --data, the held-back split stays unseen."""
+    from edgeopt.context import Context
+
+    imported = edgeopt.load(CNN)
+    ctx = Context(workdir=tmp_path, data=DataParams(data=str(IMAGES), labels=str(LABELS), calib_samples=600),
+                  quiet=True)
+    split = ctx.training(imported.inputs[0])
+    assert len(split.val) == 60 and len(np.intersect1d(split.train, split.val)) == 0
+    samples = ctx.samples(imported.inputs)
+    seen = np.concatenate([samples.calib[0], samples.holdout[0]])
+    assert len(seen) == 540  # every training sample, none of the 60 held back
+    val = ctx.open_training(imported.inputs[0]).read(split.val)
+    flat_seen = {row.tobytes() for row in seen.reshape(len(seen), -1)}
+    assert not any(row.tobytes() in flat_seen for row in val.reshape(len(val), -1))

@@ -208,3 +208,32 @@ def test_weight_decay_shrinks_kernels_but_not_biases(tmp_path):
         else:
             assert np.allclose(after, before * (1 - 0.1 * 0.5), atol=1e-6), name
     assert math.isclose(result.history[0]["loss"], 0.0, abs_tol=1e-9)
+
+
+def test_a_corrupt_image_met_mid_training_is_a_data_error_naming_it(tmp_path):
+    """Images are decoded inside the tf.data pipeline; the file that fails is named, as at calibration."""
+    from PIL import Image
+
+    from edgeopt.data import Preprocess
+    from edgeopt.data.source import open_source
+    from edgeopt.frontends.spec import TensorSpec
+    from edgeopt.train.data import BatchReader, TrainData
+    from edgeopt.train.trainer import train
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "img" / c).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "img" / c / f"{i}.png")
+    (tmp_path / "img" / "b" / "5.png").write_bytes(b"not a png at all")
+    spec = TensorSpec("x", (1, 8, 8, 3), (1, 8, 8, 3), "float32", None)
+    source = open_source(tmp_path / "img", spec, preprocess=Preprocess())
+    labels = np.array([0] * 8 + [1] * 8)
+    data = TrainData(BatchReader(source, spec, labels), np.arange(16), None, {})
+    with pytest.raises(DataError, match=r"5\.png"):
+        train(_small_cnn(classes=2), data, TrainParams(epochs=1, batch_size=4),
+              objective=_objective(None, classes=2), checkpoint_dir=tmp_path / "ck")
+
+
+def test_augment_given_as_one_comma_separated_item_means_both():
+    assert TrainParams(augment=("crop,flip",)).augment == ("crop", "flip")

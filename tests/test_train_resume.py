@@ -66,6 +66,10 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     first = run_edgeopt(args)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (ckpt / "state.json").exists()  # an explicit --checkpoint-dir is kept
+    done = run_edgeopt([*args[:-2], "--resume", "-o", tmp_path / "again.keras"])  # nothing left to train
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "epoch 1/1" not in done.stderr
+    assert max_difference(keras_weights(tmp_path / "a.keras"), keras_weights(tmp_path / "again.keras")) == 0
     again = run_edgeopt([*args[:-2], "--lr", "0.5", "--resume", "-o", tmp_path / "b.keras"])
     assert again.returncode == 2
     assert "made by a different run" in again.stderr and "lr: 0.0001 then, 0.5 now" in again.stderr

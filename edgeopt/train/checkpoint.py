@@ -10,7 +10,6 @@ remove it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -25,12 +24,11 @@ IGNORED = ("resume", "checkpoint_dir")  # settings that may change between an in
 
 def signature_of(params, data_info: dict, model) -> dict:
     """What must be equal for a resume to continue the same run: the settings, the data, the starting weights."""
-    h = hashlib.sha256()
-    for w in model.get_weights():
-        h.update(np.ascontiguousarray(w, np.float32).tobytes())
+    from .trainer import weights_digest
+
     settings = {k: v for k, v in dataclasses.asdict(params).items() if k not in IGNORED}
     return {"settings": json.loads(json.dumps(settings)), "data": json.loads(json.dumps(data_info, default=str)),
-            "start_weights_sha256": h.hexdigest()}
+            "start_weights_sha256": weights_digest(model)}
 
 
 class CheckpointStore:

@@ -31,8 +31,16 @@ class BatchReader:
     padding: int = 4
     seed: int = 0
     layout: str = "NCHW"
+    error: Exception | None = field(default=None, repr=False)  # what failed inside the tf.data pipeline
 
     def read(self, epoch: int, indices: Sequence[int]) -> tuple[np.ndarray, ...]:
+        try:
+            return self._read(epoch, indices)
+        except Exception as exc:  # tf.data wraps it in an OpError; the trainer raises this one instead
+            self.error = exc
+            raise
+
+    def _read(self, epoch: int, indices: Sequence[int]) -> tuple[np.ndarray, ...]:
         idx = np.asarray(indices, np.int64)
         x = self.source.read(idx)
         if self.augment:

@@ -34,9 +34,6 @@ def prepare_data(ctx, meta: dict, params: TrainParams, *, teacher, needs_teacher
     if labels is not None and chosen is not None:
         width = int(np.prod([d for d in outputs[chosen[0]].keras_shape[1:]]))
         check_classes(labels, classes=width if width > 0 else 0, output=outputs[chosen[0]].name)
-    if labels is None and ctx.data.labels is None and not needs_teacher:
-        raise DataError(f"{ctx.data.data}: carries no labels and the loss needs them.",
-                        hint="give --labels FILE, or a loss on the teacher's outputs (--loss kd or --loss mse)")
     layout = "NCHW"
     if params.augment:
         layout = image_geometry(spec, preprocess=ctx.preprocess()).layout  # augmentations need an image input
@@ -71,7 +68,10 @@ def prepare_data(ctx, meta: dict, params: TrainParams, *, teacher, needs_teacher
     info = {"source": split.source, "samples": int(len(split.train)), "labels": None if labels is None
             else labels.source, "classes": list(labels.classes) if labels is not None else [],
             "targets": "labels" if labels is not None else f"the original model's outputs ({teacher.name})",
-            "validation": None if val is None else val.described, "augment": list(params.augment)}
+            "validation": None if val is None else val.described, "augment": list(params.augment),
+            # preprocessing is part of the data: a resume with other normalization is another run
+            "preprocess": {k: getattr(ctx.data, k) for k in ("size", "mean", "std", "channel_order", "value_range",
+                                                               "resize")}}
     if labels is not None and needs_teacher:
         info["targets"] = f"labels and the original model's outputs ({teacher.name})"
     return TrainData(reader, split.train, val, info)

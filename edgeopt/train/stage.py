@@ -24,6 +24,9 @@ def finetune(artifact: Artifact, params: TrainParams, ctx: Context) -> Artifact:
     teacher = teacher_for(meta, model)
     want_teacher = needs_teacher(params, has_labels=has_labels)
     objective = objective_for(model, meta, params, has_labels=has_labels)
+    if params.patience and ctx.data.val is None and has_labels:
+        ctx.warn("early stopping chooses the best epoch on the validation split that the report's accuracy is "
+                 "also measured on, so that accuracy is optimistic; give --val DATA for an independent figure")
     data = prepare_data(ctx, meta, params, teacher=teacher, needs_teacher=want_teacher)
     result = train(model, data, params, objective=objective,
                    checkpoint_dir=checkpoint_folder(ctx, params, "train.finetune"), title="fine-tuning")

@@ -42,13 +42,18 @@ class Teacher:
         sess = reference_session(self.source)
         feed = self.inputs[0].name
         x = np.asarray(x_onnx, np.float32)
+        if self._step is None and len(x) < 2:  # one sample tells nothing about the batch size
+            return self._run(sess, feed, x, 1)
         if self._step is None:
             try:
                 sess.run(None, {feed: x[:2]})
                 self._step = BATCH
             except Exception:  # a fixed batch of 1
                 self._step = 1
-        parts = [sess.run(None, {feed: x[s:s + self._step]}) for s in range(0, len(x), self._step)]
+        return self._run(sess, feed, x, self._step)
+
+    def _run(self, sess, feed: str, x: np.ndarray, step: int) -> list[np.ndarray]:
+        parts = [sess.run(None, {feed: x[s:s + step]}) for s in range(0, len(x), step)]
         return [spec.to_keras(np.concatenate([p[i] for p in parts], axis=0).astype(np.float32))
                 for i, spec in enumerate(self.outputs)]
 

@@ -94,35 +94,46 @@ def train(model, data: TrainData, params: TrainParams, *, objective: Objective, 
     start = int(epoch_var.numpy())
     history: list[dict] = list(state.get("history", []))
     step_fn = _step_function(tf_, net, optimizer, objective, strategy, batch)
-    sample = data.reader.read(0, data.indices[:1])
-    dataset = strategy.distribute_datasets_from_function(
-        lambda ctx: _dataset(tf_, data, params, ctx, start=start, sample=sample))
-    iterator = iter(dataset)
+    stopped_early = bool(state.get("stopped"))
+    todo = 0 if stopped_early else max(params.epochs - start, 0)  # a resumed run may have nothing left to do
+    iterator = None
+    if todo:
+        sample = data.reader.read(0, data.indices[:1])
+        dataset = strategy.distribute_datasets_from_function(
+            lambda ctx: _dataset(tf_, data, params, ctx, start=start, sample=sample))
+        iterator = iter(dataset)
     predict = tf_.function(lambda x: net(x, training=False))
     best = state.get("best")
     best_weights = store.best_weights() if best else None
     initial = state.get("initial")
     if initial is None and data.val is not None:  # the starting point, to see what training changed
         initial = {"epoch": 0, **_validate(tf_, predict, data.val, objective)}
-    stopped_early = False
     t_loop = time.perf_counter()
     try:
-        for epoch in range(start, params.epochs):
+        for epoch in range(start, start + todo):
             t0 = time.perf_counter()
             loss_sum, correct, sums = 0.0, 0.0, []
             with epoch_bar(f"{title} epoch {epoch + 1}/{params.epochs}", total=steps) as bar:
                 for s in range(steps):
-                    l_sum, c_sum = step_fn(iterator)
+                    l_sum, c_sum = _checked_step(tf_, step_fn, iterator, data.reader)
                     sums.append((l_sum, c_sum))
                     if (s + 1) % UPDATE_EVERY == 0 or s + 1 == steps:
                         loss_sum += sum(float(a) for a, _ in sums)  # waits for the steps queued so far
                         correct += sum(float(b) for _, b in sums)
                         sums.clear()
                         seen = (s + 1) * batch
-                        bar.update(s + 1, loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.2f}%")
+                        shown = {"loss": f"{loss_sum / seen:.4f}"}
+                        if objective.output is not None:
+                            key = "acc" if data.reader.labels is not None else "agreement"
+                            shown[key] = f"{100 * correct / seen:.2f}%"
+                        bar.update(s + 1, **shown)
             seconds = time.perf_counter() - t0
             seen = steps * batch
-            record = {"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen,
+            measured = None if objective.output is None else correct / seen
+            record = {"epoch": epoch + 1, "loss": loss_sum / seen,
+                      # without labels the top-1 is compared with the teacher's: an agreement, not an accuracy
+                      "accuracy": measured if data.reader.labels is not None else None,
+                      "agreement": measured if data.reader.labels is None else None,
                       "seconds": seconds, "samples_per_second": seen / seconds, "lr_last": learning_rate((epoch + 1) * steps - 1, **curve)}
             if data.val is not None:
                 record.update(_validate(tf_, predict, data.val, objective))
@@ -135,15 +146,17 @@ def train(model, data: TrainData, params: TrainParams, *, objective: Objective, 
                     best_weights = [np.array(w) for w in net.get_weights()]
                 else:
                     best = {**best, "bad": best["bad"] + 1}
-            store.save(epoch + 1, {"signature": signature, "history": history, "best": best, "initial": initial},
-                       best_weights=best_weights if improved else None)
+            stopped_early = bool(params.patience and best["bad"] >= params.patience)
+            store.save(epoch + 1, {"signature": signature, "history": history, "best": best, "initial": initial,
+                                   "stopped": stopped_early}, best_weights=best_weights if improved else None)
             epoch_line(_epoch_text(title, record, params.epochs))
-            if params.patience and best["bad"] >= params.patience:
-                stopped_early = True
+            if stopped_early:
                 break
     except KeyboardInterrupt:
-        epoch_line(f"{title} interrupted; the checkpoint of epoch {int(epoch_var.numpy())} is in {checkpoint_dir}: "
-                   "run the same command with --resume to continue")
+        done = int(epoch_var.numpy())
+        epoch_line(f"{title} interrupted in epoch {done + 1}; " + (
+            f"the checkpoint of epoch {done} is in {checkpoint_dir}: run the same command with --resume to continue"
+            if done else "no epoch was complete, so there is nothing to resume"))
         raise
     loop_seconds = time.perf_counter() - t_loop
     if params.patience and best_weights is not None:
@@ -172,13 +185,29 @@ def train(model, data: TrainData, params: TrainParams, *, objective: Objective, 
 
 
 def _epoch_text(title: str, r: dict, epochs: int) -> str:
-    text = (f"{title} epoch {r['epoch']}/{epochs}: loss {r['loss']:.4f}, accuracy {100 * r['accuracy']:.2f}%"
-            f" ({r['samples_per_second']:.0f} samples/s)")
+    text = f"{title} epoch {r['epoch']}/{epochs}: loss {r['loss']:.4f}"
+    for key in ("accuracy", "agreement"):
+        if r.get(key) is not None:
+            text += f", {key} {100 * r[key]:.2f}%"
+    text += f" ({r['samples_per_second']:.0f} samples/s)"
     if "val_loss" in r:
         text += f"; val loss {r['val_loss']:.4f}"
         if r.get("val_accuracy") is not None:
             text += f", val accuracy {100 * r['val_accuracy']:.2f}%"
+        elif r.get("val_agreement") is not None:
+            text += f", val agreement {100 * r['val_agreement']:.2f}%"
     return text
+
+
+def _checked_step(tf_, step_fn, iterator, reader):
+    """One step; a sample that cannot be read ends the run with its own error (a DataError naming the file), not
+    with the tf.data error that wraps it."""
+    try:
+        return step_fn(iterator)
+    except tf_.errors.OpError:
+        if reader.error is not None:
+            raise reader.error from None
+        raise
 
 
 def weights_digest(model) -> str:
