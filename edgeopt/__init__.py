@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from .errors import EdgeoptError
 
 __version__ = "0.1.0"
-__all__ = ["EdgeoptError", "compress", "load", "finetune", "convert", "quantize", "inspect", "benchmark",
+__all__ = ["EdgeoptError", "compress", "load", "finetune", "prune", "convert", "quantize", "inspect", "benchmark",
            "run_recipe"]
 
 
@@ -65,6 +65,34 @@ def finetune(model: str | Path, *, data: str | Path, output: str | Path, labels:
     d = DataParams(**{**(preprocess or {}), "data": text(data), "labels": text(labels), "val": text(val),
                       "val_labels": text(val_labels)})
     return run(model, calls, output=output, data=d, report=ReportParams(), quiet=quiet, save_keras=save_keras)
+
+
+def prune(model: str | Path, *, output: str | Path, prune_macs: float = 0.0, prune_ratio: float = 0.0,
+          data: str | Path | None = None, labels: str | Path | None = None, val: str | Path | None = None,
+          val_labels: str | Path | None = None, preprocess: Mapping[str, Any] | None = None, quiet: bool = True,
+          **params: Any):
+    """Structured pruning of ``model`` to ``prune_macs`` (fraction of MACs kept) or ``prune_ratio`` (fraction of
+    channels removed), fine-tuned on ``data`` when given; writes ``output`` (.keras, or FP32 .tflite with a report).
+    ``params`` takes the other fields of PruneParams (importance, round_to, epochs, lr, strategy, ...).
+
+    >>> result = edgeopt.prune("resnet.onnx", prune_macs=0.4, data="train/", epochs=3,     # doctest: +SKIP
+    ...                        output="resnet_pruned.keras")
+    >>> result.pruning["macs_ratio"]                                                      # doctest: +SKIP
+    0.397
+    """
+    from .params import DataParams, ReportParams
+    from .pipeline import StageCall, run
+
+    def text(p):
+        return None if p is None else str(p)
+
+    calls = [StageCall("import"), StageCall("prune.structured", {"prune_macs": prune_macs,
+                                                                 "prune_ratio": prune_ratio, **params})]
+    if Path(output).suffix.lower() == ".tflite":
+        calls.append(StageCall("convert.tflite", {"precision": "fp32"}))
+    d = DataParams(**{**(preprocess or {}), "data": text(data), "labels": text(labels), "val": text(val),
+                      "val_labels": text(val_labels)})
+    return run(model, calls, output=output, data=d, report=ReportParams(), quiet=quiet)
 
 
 def run_recipe(recipe: str | Path, model: str | Path, *, output: str | Path, calib: str | Path | None = None,

@@ -116,6 +116,20 @@ CKPT_OPT = typer.Option(None, "--checkpoint-dir", metavar="DIR", help="checkpoin
                         "`OUT.ckpt/` beside the output, removed when the run completes)", rich_help_panel=TRN)
 RESUME_OPT = typer.Option(False, "--resume", help="continue an interrupted run (Ctrl-C or a killed process) from "
                           "its last checkpoint; same command otherwise", rich_help_panel=TRN)
+PRN = "Structured pruning"
+PRUNE_MACS_OPT = typer.Option(0.0, "--prune-macs", metavar="F", help="prune whole channels until at most this "
+                              "fraction of the MACs is left, e.g. 0.4", rich_help_panel=PRN)
+PRUNE_RATIO_OPT = typer.Option(0.0, "--prune-ratio", metavar="F", help="or remove this fraction of the channels of "
+                               "every prunable group, e.g. 0.5", rich_help_panel=PRN)
+IMPORTANCE_OPT = typer.Option("l1", "--importance", help="channel importance: l1 or l2 filter norm, or bn "
+                              "(BatchNorm scale)", rich_help_panel=PRN)
+ROUND_TO_OPT = typer.Option(8, "--round-to", help="keep channel counts multiples of N", rich_help_panel=PRN)
+MAX_LAYER_OPT = typer.Option(0.9, "--max-layer-ratio", help="remove at most this fraction of any group's channels",
+                             rich_help_panel=PRN)
+SKIP_LAYERS_OPT = typer.Option(None, "--skip-layers", metavar="NAMES", help="comma-separated layers whose output "
+                               "channels are never pruned", rich_help_panel=PRN)
+PRUNE_STEPS_OPT = typer.Option(1, "--prune-steps", help="prune in N steps, fine-tuning --epochs after each "
+                               "(with --data)", rich_help_panel=PRN)
 SAVE_KERAS_OPT = typer.Option(None, "--save-keras", metavar="PATH.keras", help="also keep the trained Keras model",
                               rich_help_panel=TRN)
 
@@ -126,6 +140,16 @@ def _train_values(epochs, batch_size, lr, optimizer, momentum, weight_decay, sch
     """The train.finetune stage values from the training flags (checked as TrainParams)."""
     from .params import TrainParams
 
+    values = _train_dict(epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, warmup_epochs, loss,
+                         temperature, label_smoothing, augment, crop_padding, val_split, patience, seed, strategy,
+                         checkpoint_dir, resume)
+    params = _checked(TrainParams, values)
+    return {k: getattr(params, k) for k in values}
+
+
+def _train_dict(epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, warmup_epochs, loss,
+                temperature, label_smoothing, augment, crop_padding, val_split, patience, seed, strategy,
+                checkpoint_dir, resume) -> dict:
     def items(text):
         return () if not text else tuple(t.strip() for t in str(text).split(",") if t.strip())
 
@@ -134,7 +158,18 @@ def _train_values(epochs, batch_size, lr, optimizer, momentum, weight_decay, sch
                   temperature=temperature, label_smoothing=label_smoothing, augment=items(augment),
                   crop_padding=crop_padding, val_split=val_split, patience=patience, seed=seed, strategy=strategy,
                   checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), resume=resume)
-    params = _checked(TrainParams, values)
+    return values
+
+
+def _prune_values(train: dict, prune_macs, prune_ratio, importance, round_to, max_layer_ratio, skip_layers,
+                  prune_steps) -> dict:
+    """The prune.structured stage values: the training values plus the pruning flags (checked as PruneParams)."""
+    from .params import PruneParams
+
+    skip = () if not skip_layers else tuple(t.strip() for t in str(skip_layers).split(",") if t.strip())
+    values = dict(train, prune_macs=prune_macs, prune_ratio=prune_ratio, importance=importance, round_to=round_to,
+                  max_layer_ratio=max_layer_ratio, skip_layers=skip, prune_steps=prune_steps)
+    params = _checked(PruneParams, values)
     return {k: getattr(params, k) for k in values}
 
 
@@ -243,6 +278,10 @@ def compress(
     strategy: Literal["default", "mirrored", "multi-worker"] = STRATEGY_OPT,
     checkpoint_dir: Optional[Path] = CKPT_OPT, resume: bool = RESUME_OPT,
     save_keras: Optional[Path] = SAVE_KERAS_OPT,
+    prune_macs: float = PRUNE_MACS_OPT, prune_ratio: float = PRUNE_RATIO_OPT,
+    importance: Literal["l1", "l2", "bn"] = IMPORTANCE_OPT, round_to: int = ROUND_TO_OPT,
+    max_layer_ratio: float = MAX_LAYER_OPT, skip_layers: Optional[str] = SKIP_LAYERS_OPT,
+    prune_steps: int = PRUNE_STEPS_OPT,
 ):
     """Import, check, quantize and convert a model to `.tflite`, with a report beside it.
 
@@ -260,6 +299,9 @@ def compress(
 
     * `edgeopt compress cnn.onnx --finetune --data train-images-idx3-ubyte.gz --labels train-labels-idx1-ubyte.gz
     --epochs 2 --int8` (fine-tune on labeled data, then quantize, calibrating on the training part of --data)
+
+    * `edgeopt compress resnet.onnx --prune-macs 0.4 --data train/ --epochs 3 --int8` (remove channels until 40 %
+    of the MACs are left, fine-tune, quantize)
 
     Exit codes: 0 done; 2 a problem with the input, data or flags; 3 the import does not match onnxruntime;
     4 the model was written but its report is incomplete (a measurement failed; the report says which).
@@ -279,10 +321,18 @@ def compress(
     rep = _checked(ReportParams, dict(latency_runs=latency_runs, warmup_runs=warmup_runs, num_threads=num_threads,
                                       delegates=delegates))
     calls = [StageCall("import", {k: getattr(imp, k) for k in ("input_shape", "parity_tolerance", "parity_samples")})]
+    train_raw = _train_dict(epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, warmup_epochs,
+                            loss, temperature, label_smoothing, augment, crop_padding, val_split, patience, seed,
+                            strategy, checkpoint_dir, resume)
     if finetune:
-        calls.append(StageCall("train.finetune", _train_values(
-            epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, warmup_epochs, loss, temperature,
-            label_smoothing, augment, crop_padding, val_split, patience, seed, strategy, checkpoint_dir, resume)))
+        from .params import TrainParams
+
+        params = _checked(TrainParams, train_raw)
+        calls.append(StageCall("train.finetune", {k: getattr(params, k) for k in train_raw}))
+    if prune_macs or prune_ratio:
+        calls.append(StageCall("prune.structured", _prune_values(train_raw, prune_macs, prune_ratio, importance,
+                                                                 round_to, max_layer_ratio, skip_layers,
+                                                                 prune_steps)))
     if precision == "int8":
         calls.append(StageCall("quantize.ptq", {"io_type": io_type, "per_channel": per_channel}))
     else:
@@ -375,6 +425,69 @@ def finetune(
                    save_keras=save_keras)
 
 
+@app.command(cls=_Command, no_args_is_help=True)
+def prune(
+    model: Path = typer.Argument(..., help="ONNX file, tf_keras .h5/.keras file or SavedModel folder"),
+    output: Path = typer.Option(..., "-o", "--output", metavar="OUT.keras|OUT.tflite", help="the pruned model: "
+                                "`.keras`/`.h5`, or `.tflite` (FP32, with a report beside it)"),
+    prune_macs: float = PRUNE_MACS_OPT, prune_ratio: float = PRUNE_RATIO_OPT,
+    importance: Literal["l1", "l2", "bn"] = IMPORTANCE_OPT, round_to: int = ROUND_TO_OPT,
+    max_layer_ratio: float = MAX_LAYER_OPT, skip_layers: Optional[str] = SKIP_LAYERS_OPT,
+    prune_steps: int = PRUNE_STEPS_OPT,
+    data: Optional[Path] = typer.Option(None, "--data", metavar="DATA", help="fine-tuning data (class folders, "
+                                        "idx, .npy/.npz); without it the model is pruned by importance alone and "
+                                        "not fine-tuned", rich_help_panel=DAT),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="labels of --data; without "
+                                          "labels the original model's outputs are the targets",
+                                          rich_help_panel=DAT),
+    val: Optional[Path] = typer.Option(None, "--val", metavar="DATA", help="validation data", rich_help_panel=DAT),
+    val_labels: Optional[Path] = typer.Option(None, "--val-labels", metavar="FILE", help="labels of --val",
+                                              rich_help_panel=DAT),
+    calib: Optional[Path] = typer.Option(None, "--calib", metavar="DATA", help="samples for the parity check and "
+                                         "the report (default: a seeded pick of --data's training part)",
+                                         rich_help_panel=PRE),
+    value_range: Optional[str] = typer.Option(None, "--value-range", metavar="LO,HI", help="map pixels 0..255 "
+                                              "onto LO,HI (default 0,1)", rich_help_panel=PRE),
+    mean: Optional[str] = typer.Option(None, "--mean", metavar="M[,M,M]", help="per-channel mean (default 0)",
+                                       rich_help_panel=PRE),
+    std: Optional[str] = typer.Option(None, "--std", metavar="S[,S,S]", help="per-channel std (default 1)",
+                                      rich_help_panel=PRE),
+    epochs: int = typer.Option(1, "--epochs", help="fine-tuning epochs after each pruning step (0: none)",
+                               rich_help_panel=TRN),
+    batch_size: int = BATCH_OPT, lr: float = LR_OPT, optimizer: Literal["adamw", "adam", "sgd"] = OPTIMIZER_OPT,
+    loss: Optional[str] = LOSS_OPT, val_split: float = VAL_SPLIT_OPT, seed: int = SEED_OPT,
+    strategy: Literal["default", "mirrored", "multi-worker"] = STRATEGY_OPT,
+    checkpoint_dir: Optional[Path] = CKPT_OPT, resume: bool = RESUME_OPT,
+    save_keras: Optional[Path] = SAVE_KERAS_OPT,
+):
+    """Remove whole channels (filters) so that the network really shrinks, then fine-tune it.
+
+    Examples:
+
+    * `edgeopt prune resnet.onnx --prune-macs 0.4 --data train-images-idx3-ubyte.gz --labels
+    train-labels-idx1-ubyte.gz --epochs 3 -o resnet_pruned.keras`
+
+    * `edgeopt prune net.onnx --prune-ratio 0.5 -o net_pruned.tflite` (no data: importance alone, no fine-tuning;
+    the report says what that costs)
+
+    More training flags (schedule, augmentation, ...) are in `edgeopt compress --help`.
+    """
+    from .params import ReportParams
+    from .pipeline import StageCall
+
+    data_params = _data_params(calib, 256, 0.2, None, mean, std, "rgb", value_range, "center-crop", labels=labels,
+                               val=val, val_labels=val_labels, data=data)
+    train = _train_dict(epochs, batch_size, lr, optimizer, 0.9, 0.0, "cosine", 0.0, loss, 4.0, 0.0, None, 4,
+                        val_split, 0, seed, strategy, checkpoint_dir, resume)
+    values = _prune_values(train, prune_macs, prune_ratio, importance, round_to, max_layer_ratio, skip_layers,
+                           prune_steps)
+    calls = [StageCall("import"), StageCall("prune.structured", values)]
+    if output.suffix.lower() == ".tflite":
+        calls.append(StageCall("convert.tflite", {"precision": "fp32"}))
+    _run_and_print(model, calls, output=output, data=data_params, report=ReportParams(), profile=False,
+                   save_keras=save_keras)
+
+
 @app.command("run", cls=_Command, no_args_is_help=True)
 def run_recipe(
     recipe: Path = typer.Argument(..., help="recipe TOML file ([[stage]] tables)"),
@@ -421,11 +534,13 @@ def _run_and_print(model: Path, calls, *, output: Path, data, report, profile: b
 def _print_result(result, *, profile: bool = False) -> None:
     from rich.console import Console
 
-    from .report import accuracy_rows, fidelity_rows, profile_rows, summary_rows, training_rows
+    from .report import accuracy_rows, fidelity_rows, profile_rows, pruning_summary, summary_rows, training_rows
 
     con = Console()
     rep = result.report
     training = result.training
+    if result.pruning:
+        con.print(f"pruned: {pruning_summary(result.pruning)}", markup=False)
     if training:
         t = training
         con.print(_table(f"{t['title']}: {t['objective']}, {t['optimizer']}, global batch {t['global_batch']}, "

@@ -132,9 +132,13 @@ class TrainParams:
                                           "the output, removed when the run completes)")
     resume: bool = _f(False, "continue from the last checkpoint in checkpoint_dir")
 
+    needs_data = True  # a class attribute, not a field: whether the stage cannot run without --data
+    min_epochs = 1
+
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}")
+        if self.epochs < self.min_epochs or self.batch_size < 1:
+            raise ValueError(f"epochs must be at least {self.min_epochs} and batch_size at least 1, got "
+                             f"{self.epochs} and {self.batch_size}")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError("lr must be positive, weight_decay at least 0 and momentum in [0, 1)")
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.val_split < 1:
@@ -150,3 +154,30 @@ class TrainParams:
         from .train.losses import parse_loss
 
         parse_loss(self.loss)
+
+
+@dataclass(frozen=True)
+class PruneParams(TrainParams):
+    """Structured pruning: remove whole channels to a MACs or channel target, then fine-tune (the training fields
+    above; ``epochs`` after each pruning step, 0 for none)."""
+
+    needs_data = False  # data-free importance works; without --data there is no fine-tuning
+    min_epochs = 0
+
+    prune_macs: float = _f(0.0, "keep at most this fraction of the MACs, e.g. 0.4 (0: no MACs target)")
+    prune_ratio: float = _f(0.0, "remove this fraction of the channels of every prunable group (0: none)")
+    importance: Literal["l1", "l2", "bn"] = _f("l1", "channel importance: L1 or L2 filter norm, or BatchNorm scale")
+    round_to: int = _f(8, "keep channel counts multiples of this (the widths XNNPACK and GPU kernels like)")
+    max_layer_ratio: float = _f(0.9, "remove at most this fraction of any group's channels")
+    skip_layers: tuple[str, ...] = _f((), "layers whose output channels are never pruned (names)")
+    prune_steps: int = _f(1, "prune in this many steps, fine-tuning after each")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if (self.prune_macs > 0) == (self.prune_ratio > 0):
+            raise ValueError("give exactly one target: prune_macs (fraction of MACs kept) or prune_ratio "
+                             "(fraction of channels removed)")
+        if not 0 <= self.prune_macs < 1 or not 0 <= self.prune_ratio < 1 or not 0 < self.max_layer_ratio < 1:
+            raise ValueError("prune_macs, prune_ratio and max_layer_ratio are fractions below 1")
+        if self.round_to < 1 or self.prune_steps < 1:
+            raise ValueError("round_to and prune_steps must be at least 1")

@@ -41,6 +41,7 @@ class RunResult:
     report_paths: tuple[Path, ...] = ()
     profile: dict | None = None
     training: dict | None = None  # what the last training stage did (history, strategy, weights digest)
+    pruning: dict | None = None  # what the last pruning stage removed (MACs, params, widths per group)
 
 
 def source_artifact(path: str | Path) -> Artifact:
@@ -122,8 +123,10 @@ def run(
                     _write_output(_last_keras(ctx), keep)
                 rep, paths = _report(ctx, artifact, out, report, prof)
         trained = [a.metrics["training"] for a in ctx.history if a.metrics.get("training")]
+        pruned = [a.metrics["pruning"] for a in ctx.history if a.metrics.get("pruning")]
         result = RunResult(artifact=artifact, output=out if ctx.chief else None, report=rep, report_paths=paths,
-                           profile=prof.to_dict(), training=trained[-1] if trained else None)
+                           profile=prof.to_dict(), training=trained[-1] if trained else None,
+                           pruning=pruned[-1] if pruned else None)
         if ctx.chief and ctx.checkpoint_root is not None and not any(p.checkpoint_dir for p in training):
             shutil.rmtree(ctx.checkpoint_root, ignore_errors=True)  # the run is complete: nothing left to resume
     finally:
@@ -154,12 +157,13 @@ def _check_data(data: DataParams, resolved) -> None:
     from .errors import RecipeError
 
     trains = any(isinstance(p, TrainParams) for _, p in resolved)
+    needs = [spec.name for spec, p in resolved if isinstance(p, TrainParams) and p.needs_data]
     if data.data is not None and not trains:
         raise RecipeError("--data is training data, and no stage of this run trains",
                           hint="add --finetune to train on it, or give the data as --calib (calibration) or "
                                "--val (accuracy)")
-    if trains and data.data is None:
-        raise RecipeError("this run trains (train.finetune) and has no training data",
+    if needs and data.data is None:
+        raise RecipeError(f"this run trains ({', '.join(needs)}) and has no training data",
                           hint="give --data DATA, with --labels FILE unless the data carries its labels")
 
 

@@ -18,6 +18,7 @@ from .errors import RecipeError
 STAGE_MODULES = (
     "edgeopt.stages",
     "edgeopt.train.stage",
+    "edgeopt.pruning.stage",
 )
 
 

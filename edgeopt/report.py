@@ -124,6 +124,7 @@ def _skeleton(ctx: Context, final: Artifact, keras_art: Artifact, params: Report
         "keras": {"params": keras_art.metrics.get("params"), "macs": keras_art.metrics.get("macs")},
         "import_parity": keras_art.metrics.get("parity"),
         "training": keras_art.metrics.get("training"),
+        "pruning": keras_art.metrics.get("pruning"),
         "conversion_parity": None,
         "fidelity": None,
         "accuracy": None,
@@ -363,6 +364,54 @@ def training_rows(training: dict) -> list[tuple[str, ...]]:
     return out
 
 
+def pruning_summary(p: dict) -> str:
+    """One line: MACs and params before and after, and how many groups were kept whole."""
+    fixed = len(p["fixed"])
+    return (f"MACs {p['macs_before']:,} → {p['macs_after']:,} ({100 * p['macs_ratio']:.1f} %), params "
+            f"{p['params_before']:,} → {p['params_after']:,}; {len(p['steps'][0]['groups'])} channel groups, "
+            f"{fixed} kept whole")
+
+
+def pruning_lines(report: dict) -> list[str]:
+    p = report.get("pruning")
+    if not p:
+        return []
+    target = (f"at most {100 * p['target']['macs']:g} % of the MACs" if p["target"]["macs"]
+              else f"{100 * p['target']['ratio']:g} % of each group's channels removed")
+    lines = ["## Pruning", "", f"Target: {target}; importance {p['importance']}, widths rounded to multiples of "
+             f"{p['round_to']}, {len(p['steps'])} step(s). {pruning_summary(p)}.", ""]
+    if not p["fine_tuned"]:
+        lines += ["Not fine-tuned (no --data, or --epochs 0): the accuracy below is that of the pruned weights as "
+                  "they are.", ""]
+
+    def top1(r):
+        if not r:
+            return ""
+        v = r.get("val_accuracy")
+        v = r.get("val_agreement") if v is None else v
+        return "" if v is None else _pct(v)
+
+    last = p["steps"][-1]
+    rows = [("validation", "top-1")]
+    if p["accuracy"].get("before_pruning"):
+        rows.append(("before pruning", top1(p["accuracy"]["before_pruning"])))
+    if last.get("after_pruning"):
+        rows.append(("after pruning", top1(last["after_pruning"])))
+    if last.get("after_finetuning"):
+        rows.append(("after fine-tuning", top1(last["after_finetuning"])))
+    if len(rows) > 1:
+        lines += [_md_table(rows), ""]
+    groups = [("group", "layers", "channels", "kept", "why kept whole")] + [
+        (g["name"], str(len(g["layers"])), str(g["width"]), str(g["kept"]), g["fixed"] or "")
+        for g in p["steps"][0]["groups"]]
+    lines += [_md_table(groups), ""]
+    changed = [r for r in p["layers"] if r["macs_before"] != r["macs_after"]]
+    if changed:
+        lines += [_md_table([("layer", "MACs before", "MACs after")] + [
+            (r["layer"], f"{r['macs_before']:,}", f"{r['macs_after']:,}") for r in changed]), ""]
+    return lines
+
+
 def training_lines(report: dict) -> list[str]:
     t = report.get("training")
     if not t:
@@ -466,6 +515,7 @@ def to_markdown(report: dict) -> str:
                 f"(calibration used {ev['calibration_samples']} others).", "", _md_table(fidelity_rows(report)), ""]
     if report.get("accuracy") and report["accuracy"]["models"]:
         out += ["## Accuracy", "", *accuracy_lines(report), "", _md_table(accuracy_rows(report)), ""]
+    out += pruning_lines(report)
     out += training_lines(report)
     out += _op_histogram(report) + _delegates(report)
     if report["warnings"] or report["notes"]:

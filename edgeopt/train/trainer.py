@@ -354,3 +354,11 @@ def _validate(tf_, predict, val, objective: Objective, *, batch: int = 256) -> d
         if key == "val_agreement":
             out["val_accuracy"] = None
     return out
+
+
+def evaluate(model, val, objective: Objective) -> dict:
+    """Validation loss and top-1 (accuracy, or agreement without labels) of ``model`` on ``val``."""
+    from edgeopt._tf import tf
+
+    tf_ = tf()
+    return _validate(tf_, tf_.function(lambda x: model(x, training=False)), val, objective)

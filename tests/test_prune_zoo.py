@@ -1,0 +1,51 @@
+"""Structured pruning of the zoo's torch models, exported to ONNX and imported: each prunes to 50 % of its MACs
+(data-free, L1), the surgery equals the original with the removed channels zeroed, and the result converts to a
+full-integer INT8 .tflite that runs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeopt
+from edgeopt.analyze.keras_summary import keras_summary
+from edgeopt.pruning.graph import build_graph
+from edgeopt.pruning.select import choose_macs, importance, macs_estimator, removed_units
+from edgeopt.pruning.surgery import prune_model, zero_removed
+from zoo import ZOO, zoo_model
+
+NAMES = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2", "efficientnet_b0", "unet")
+ENTRIES = [e for e in ZOO if e.id in {f"{n}-torchscript" for n in NAMES}]
+
+
+def test_every_torch_model_is_covered():
+    assert sorted(e.id.split("-")[0] for e in ENTRIES) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("item", ENTRIES, ids=lambda e: e.id)
+def test_prunes_to_half_the_macs_exactly_and_converts_to_int8(item, zoo_dir):
+    from edgeopt.quantization.ptq import quantize_int8
+    from edgeopt.runtime import TFLiteModel
+
+    model = edgeopt.load(zoo_model(item, out_dir=zoo_dir)).model
+    before = keras_summary(model)
+    graph = build_graph(model)
+    keep = choose_macs(graph, importance(graph), macs_estimator(graph, before["macs_by_layer"]),
+                       target=0.5 * before["macs"])
+    removed = removed_units(graph, keep)
+    pruned = prune_model(model, graph, removed)
+    after = keras_summary(pruned)
+    assert after["macs"] <= 0.5 * before["macs"] and after["macs"] >= 0.3 * before["macs"]
+    assert after["params"] < before["params"]
+    shape = tuple(model.inputs[0].shape[1:])
+    x = np.random.default_rng(0).uniform(0, 1, (2, *shape)).astype(np.float32)
+    want = zero_removed(model, graph, removed).predict(x, verbose=0)
+    got = pruned.predict(x, verbose=0)
+    scale = float(np.abs(want).max())
+    assert float(np.abs(got - want).max()) <= 1e-5 * max(scale, 1.0)
+    data = quantize_int8(pruned, [np.random.default_rng(1).uniform(0, 1, (8, *shape)).astype(np.float32)],
+                         input_names=["x"], output_names=["y"], io_type="int8", per_channel=True)
+    path = zoo_dir / f"{item.id}_pruned_int8.tflite"
+    path.write_bytes(data)
+    tfl = TFLiteModel(path)
+    out = tfl.run_one({tfl.input_names[0]: x[:1]})[tfl.output_names[0]]
+    assert np.isfinite(out).all() and out.shape[1:] == got.shape[1:]
