@@ -58,3 +58,10 @@ def test_prune_cli_recipe_and_bad_targets(tmp_path):
     assert both.returncode == 2 and "exactly one target" in both.stderr
     helps = run_edgeopt(["prune", "--help"])
     assert helps.returncode == 0 and "--prune-macs" in helps.stdout and "Examples" in helps.stdout
+
+
+def test_an_unreachable_macs_target_is_a_warning_with_the_figure_reached(tmp_path):
+    result = edgeopt.prune(CNN, prune_macs=0.02, output=tmp_path / "p.tflite", max_layer_ratio=0.5, round_to=1)
+    p = result.pruning
+    assert 0.02 < p["macs_ratio"] < 0.6  # every group lost at most half of its channels
+    assert any(f"{100 * p['macs_ratio']:.1f} % of the MACs remain, not 2 %" in w for w in result.report["warnings"])

@@ -67,7 +67,7 @@ def prune_in_steps(model, meta: dict, params: PruneParams, ctx) -> PruneResult:
             from edgeopt.train.trainer import train
 
             result = train(pruned, data, params, objective=objective,
-                           checkpoint_dir=checkpoint_folder(ctx, params, f"prune.structured/step-{step}"),
+                           checkpoint_dir=checkpoint_folder(ctx, params, "prune.structured", f"step-{step}"),
                            title=f"pruning step {step}/{params.prune_steps}, fine-tuning")
             ctx.chief = ctx.chief and result.chief
             pruned = result.model
@@ -77,6 +77,11 @@ def prune_in_steps(model, meta: dict, params: PruneParams, ctx) -> PruneResult:
         steps.append(record)
         current = pruned
     final = keras_summary(current)
+    if params.prune_macs and final["macs"] > params.prune_macs * base["macs"]:
+        fixed = sum(1 for g in steps[0]["groups"] if g["fixed"])
+        ctx.warn(f"pruning: the MACs target was not reached: {100 * final['macs'] / base['macs']:.1f} % of the MACs "
+                 f"remain, not {100 * params.prune_macs:g} % ({fixed} channel groups are kept whole and no group "
+                 f"loses more than {100 * params.max_layer_ratio:g} % of its channels); the report lists the groups")
     report = {
         "target": {"macs": params.prune_macs or None, "ratio": params.prune_ratio or None},
         "importance": params.importance, "round_to": params.round_to, "steps": steps,

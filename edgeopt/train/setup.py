@@ -127,13 +127,14 @@ def needs_teacher(params: TrainParams, *, has_labels: bool) -> bool:
     return any(n in ("kd", "mse") for n, _ in terms)
 
 
-def checkpoint_folder(ctx, params: TrainParams, stage_name: str) -> Path:
+def checkpoint_folder(ctx, params: TrainParams, stage_name: str, part: str | None = None) -> Path:
     """``--checkpoint-dir``, else the run's folder beside the output (one subfolder per training stage), else
-    the run's work folder (no resume possible)."""
+    the run's work folder (no resume possible); ``part`` names a subfolder for a stage that trains several times
+    (one per pruning step)."""
     if params.checkpoint_dir:
-        return Path(params.checkpoint_dir)
+        return Path(params.checkpoint_dir) / part if part else Path(params.checkpoint_dir)
     if ctx.checkpoint_root is not None:
-        return ctx.checkpoint_root / stage_name
+        return ctx.checkpoint_root / stage_name / part if part else ctx.checkpoint_root / stage_name
     if params.resume:
         raise RecipeError("--resume needs a checkpoint folder", hint="give --checkpoint-dir DIR, or an output path")
-    return ctx.workdir / "checkpoints" / stage_name
+    return ctx.workdir / "checkpoints" / stage_name / (part or "")
