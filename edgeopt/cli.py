@@ -126,8 +126,8 @@ IMPORTANCE_OPT = typer.Option("l1", "--importance", help="channel importance: l1
 ROUND_TO_OPT = typer.Option(8, "--round-to", help="keep channel counts multiples of N", rich_help_panel=PRN)
 MAX_LAYER_OPT = typer.Option(0.9, "--max-layer-ratio", help="remove at most this fraction of any group's channels",
                              rich_help_panel=PRN)
-SKIP_LAYERS_OPT = typer.Option(None, "--skip-layers", metavar="NAMES", help="comma-separated layers whose output "
-                               "channels are never pruned", rich_help_panel=PRN)
+SKIP_LAYERS_OPT = typer.Option(None, "--skip-layers", metavar="NAMES", help="comma-separated conv or Dense layers "
+                               "whose output channels are never pruned", rich_help_panel=PRN)
 PRUNE_STEPS_OPT = typer.Option(1, "--prune-steps", help="prune in N steps, fine-tuning --epochs after each "
                                "(with --data)", rich_help_panel=PRN)
 SAVE_KERAS_OPT = typer.Option(None, "--save-keras", metavar="PATH.keras", help="also keep the trained Keras model",
@@ -452,6 +452,8 @@ def prune(
                                        rich_help_panel=PRE),
     std: Optional[str] = typer.Option(None, "--std", metavar="S[,S,S]", help="per-channel std (default 1)",
                                       rich_help_panel=PRE),
+    input_shape: List[str] = typer.Option([], "--input-shape", metavar="NAME:DIMS", help="fix dynamic dims, e.g. "
+                                          "`input:1,3,224,224`", rich_help_panel=IMP),
     epochs: int = typer.Option(1, "--epochs", help="fine-tuning epochs after each pruning step (0: none)",
                                rich_help_panel=TRN),
     batch_size: int = BATCH_OPT, lr: float = LR_OPT, optimizer: Literal["adamw", "adam", "sgd"] = OPTIMIZER_OPT,
@@ -481,7 +483,10 @@ def prune(
                         val_split, 0, seed, strategy, checkpoint_dir, resume)
     values = _prune_values(train, prune_macs, prune_ratio, importance, round_to, max_layer_ratio, skip_layers,
                            prune_steps)
-    calls = [StageCall("import"), StageCall("prune.structured", values)]
+    from .params import ImportParams
+
+    imp = _checked(ImportParams, dict(input_shape=tuple(input_shape)))
+    calls = [StageCall("import", {"input_shape": imp.input_shape}), StageCall("prune.structured", values)]
     if output.suffix.lower() == ".tflite":
         calls.append(StageCall("convert.tflite", {"precision": "fp32"}))
     _run_and_print(model, calls, output=output, data=data_params, report=ReportParams(), profile=False,

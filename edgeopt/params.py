@@ -169,7 +169,7 @@ class PruneParams(TrainParams):
     importance: Literal["l1", "l2", "bn"] = _f("l1", "channel importance: L1 or L2 filter norm, or BatchNorm scale")
     round_to: int = _f(8, "keep channel counts multiples of this (the widths XNNPACK and GPU kernels like)")
     max_layer_ratio: float = _f(0.9, "remove at most this fraction of any group's channels")
-    skip_layers: tuple[str, ...] = _f((), "layers whose output channels are never pruned (names)")
+    skip_layers: tuple[str, ...] = _f((), "conv or Dense layers whose output channels are never pruned (names)")
     prune_steps: int = _f(1, "prune in this many steps, fine-tuning after each")
 
     def __post_init__(self):
@@ -181,3 +181,6 @@ class PruneParams(TrainParams):
             raise ValueError("prune_macs, prune_ratio and max_layer_ratio are fractions below 1")
         if self.round_to < 1 or self.prune_steps < 1:
             raise ValueError("round_to and prune_steps must be at least 1")
+        if self.prune_ratio > self.max_layer_ratio:
+            raise ValueError(f"prune_ratio {self.prune_ratio:g} removes more than max_layer_ratio "
+                             f"{self.max_layer_ratio:g} allows")

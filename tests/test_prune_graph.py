@@ -179,3 +179,49 @@ def test_ratio_rounds_widths_to_multiples_and_l1_keeps_the_strongest_filters():
     kept = graph.kept([n for n in graph.widths if graph.widths[n] == 40][0], set(removed_units(graph, keep)))
     assert kept.tolist() == list(range(24, 40))  # the 16 largest-norm filters
     assert pruned.get_layer("c").filters == 16
+
+
+@pytest.mark.parametrize("kind", ["grouped", "multiplier"])
+def test_layers_kept_whole_survive_the_surgery_of_their_neighbours(kind):
+    """A grouped conv or a depth multiplier is kept whole; pruning the rest of the model leaves it as it was."""
+    k = _k()
+    x = k.Input((8, 8, 4))
+    y = k.layers.Conv2D(16, 3, padding="same", name="first")(x)
+    if kind == "grouped":
+        y = k.layers.Conv2D(16, 3, padding="same", groups=4, name="special")(y)
+    else:
+        y = k.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="special")(y)
+    y = k.layers.Conv2D(16, 1, name="mid")(k.layers.ReLU()(y))
+    y = k.layers.Conv2D(4, 1, name="last")(k.layers.ReLU()(y))
+    model = k.Model(x, k.layers.GlobalAveragePooling2D()(y))
+    pruned, graph = _assert_equivalent(model, (8, 8, 4))
+    assert next(g for g in graph.groups if g.name == "first").fixed is not None
+    assert pruned.get_layer("special").get_weights()[0].shape == model.get_layer("special").get_weights()[0].shape
+    assert pruned.get_layer("mid").filters == 8  # the rest is pruned
+
+
+def test_concatenate_joined_to_a_residual_conv_is_kept_whole():
+    k = _k()
+    x = k.Input((8, 8, 3))
+    a = k.layers.Conv2D(8, 3, padding="same", name="a")(x)
+    b = k.layers.Conv2D(8, 3, padding="same", name="b")(x)
+    c = k.layers.Conv2D(16, 3, padding="same", name="c")(x)
+    y = k.layers.Add()([k.layers.Concatenate()([a, b]), c])
+    model = k.Model(x, k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 1, name="o")(y)))
+    graph = build_graph(model)
+    mixed = [g for g in graph.groups if set(g.sources) == {"a", "b", "c"}]
+    assert len(mixed) == 1 and "mix these channels" in mixed[0].fixed
+    _assert_equivalent(model, (8, 8, 3))  # nothing removed there, and nothing breaks
+
+
+def test_skip_layers_must_name_a_layer_that_creates_channels():
+    from edgeopt.errors import RecipeError
+
+    k = _k()
+    x = k.Input((8, 8, 3))
+    y = k.layers.Conv2D(8, 3, name="conv")(x)
+    model = k.Model(x, k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 1, name="o")(y)))
+    graph = build_graph(model)
+    with pytest.raises(RecipeError, match="cnov is no conv or Dense layer"):
+        choose_ratio(graph, importance(graph), ratio=0.5, skip=("cnov",))
+    assert choose_ratio(graph, importance(graph), ratio=0.5, skip=("conv",)) == {}

@@ -63,5 +63,21 @@ def test_prune_cli_recipe_and_bad_targets(tmp_path):
 def test_an_unreachable_macs_target_is_a_warning_with_the_figure_reached(tmp_path):
     result = edgeopt.prune(CNN, prune_macs=0.02, output=tmp_path / "p.tflite", max_layer_ratio=0.5, round_to=1)
     p = result.pruning
-    assert 0.02 < p["macs_ratio"] < 0.6  # every group lost at most half of its channels
+    for g in p["steps"][0]["groups"]:  # every group lost at most half of its channels
+        assert g["kept"] >= -(-g["width"] // 2), g
     assert any(f"{100 * p['macs_ratio']:.1f} % of the MACs remain, not 2 %" in w for w in result.report["warnings"])
+
+
+def test_prune_params_take_one_target_and_allow_zero_fine_tuning_epochs():
+    import pytest
+
+    from edgeopt.params import PruneParams, TrainParams
+
+    assert PruneParams(prune_macs=0.4, epochs=0).epochs == 0  # prune only
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        TrainParams(epochs=0)  # fine-tuning for no epoch is a mistake
+    for bad in (dict(), dict(prune_macs=0.4, prune_ratio=0.5)):
+        with pytest.raises(ValueError, match="exactly one target"):
+            PruneParams(**bad)
+    with pytest.raises(ValueError, match="removes more than max_layer_ratio"):
+        PruneParams(prune_ratio=0.95)

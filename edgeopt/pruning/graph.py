@@ -191,7 +191,10 @@ def build_graph(model) -> ChannelGraph:
             names = [_tensor_name(t) for t in ins]
             known = all(n in widths for n in names) and o in widths
             if kind == "Flatten" and o in widths:  # (N, 1, 1, C) -> (N, C): channels unchanged
-                tie(names[0], o)
+                if names[0] in widths:
+                    tie(names[0], o)
+                else:
+                    fix(o, f"{layer.name}: a Flatten of a tensor whose channels cannot be followed")
                 continue
             if kind == "Flatten":
                 if any(c != "Dense" for c in consumers.get(o, [])) or o in {_tensor_name(t) for t in model.outputs}:
@@ -243,7 +246,8 @@ def build_graph(model) -> ChannelGraph:
                 if widths[names[0]] == widths[o]:
                     tie(names[0], o)
                     continue
-            elif kind in ELEMENTWISE and all(widths[n] == widths[o] for n in names):
+            elif kind in ELEMENTWISE and getattr(layer, "op", None) != "matmul" and all(
+                    widths[n] == widths[o] for n in names):
                 for n in names:
                     tie(n, o)
                 continue
@@ -262,16 +266,39 @@ def build_graph(model) -> ChannelGraph:
     fixed_units: dict[int, str] = {}
     for element, reason in fixed_elements.items():
         fixed_units.setdefault(int(uf.find(element)), reason)
-    groups: dict[tuple[str, ...], Group] = {}
-    seen: set[int] = set()
-    for tensor_name, layers in sources.items():
-        units = [int(uf.find(offsets[tensor_name] + c)) for c in range(widths[tensor_name])]
-        # the layers that create the same units (the convs of one residual Add) form one group
-        key = tuple(sorted({layer for t, ls in sources.items() for layer in ls
-                            if t in widths and int(uf.find(offsets[t])) in set(units)}))
-        if key in groups or any(u in seen for u in units):
+    # a group: the source tensors that create the same units (the convs around one residual Add). Tensors that
+    # share only some units (a Concatenate added to a conv) are merged and kept whole: no width fits them all.
+    unit_sets = {t: frozenset(int(uf.find(offsets[t] + c)) for c in range(widths[t])) for t in sources if t in widths}
+    owner: dict[int, int] = {}
+    components: list[list[str]] = []
+    for t, units in unit_sets.items():
+        hits = sorted({owner[u] for u in units if u in owner})
+        if not hits:
+            components.append([t])
+            index = len(components) - 1
+        else:
+            index = hits[0]
+            for other in hits[1:]:
+                components[index] += components[other]
+                for u in set().union(*(unit_sets[x] for x in components[other])):
+                    owner[u] = index
+                components[other] = []
+            components[index].append(t)
+        for u in units:
+            owner[u] = index
+    groups = []
+    for members in components:
+        if not members:
             continue
-        seen.update(units)
+        layers = tuple(sorted({name for t in members for name in sources[t]}))
+        first = members[0]
+        units = [int(uf.find(offsets[first] + c)) for c in range(widths[first])]
         reason = next((fixed_units[u] for u in units if u in fixed_units), None)
-        groups[key] = Group(name=layers[0], sources=key, units=units, fixed=reason)
-    return ChannelGraph(model, offsets, widths, uf, list(groups.values()), fixed_units, flatten_inputs)
+        if reason is None and len({unit_sets[t] for t in members}) > 1:
+            reason = f"{', '.join(layers)}: a Concatenate and a residual join mix these channels"
+        if reason is not None:
+            for t in members:
+                for u in unit_sets[t]:
+                    fixed_units.setdefault(u, reason)
+        groups.append(Group(name=sources[first][0], sources=layers, units=units, fixed=reason))
+    return ChannelGraph(model, offsets, widths, uf, groups, fixed_units, flatten_inputs)

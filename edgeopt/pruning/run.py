@@ -28,6 +28,10 @@ def prune_in_steps(model, meta: dict, params: PruneParams, ctx) -> PruneResult:
     from edgeopt.console import status
 
     base = keras_summary(model)
+    if not base["macs"]:
+        from edgeopt.errors import RecipeError
+
+        raise RecipeError("the model has no convolution or Dense layer to prune (0 MACs counted)")
     data, objective = _training(model, meta, params, ctx)
     accuracy = {}
     if data is not None and data.val is not None:
@@ -35,10 +39,15 @@ def prune_in_steps(model, meta: dict, params: PruneParams, ctx) -> PruneResult:
 
         accuracy["before_pruning"] = evaluate(model, data.val, objective)
     steps, training = [], None
+    floors: dict[str, int] | None = None  # minimum widths from the unpruned model (max_layer_ratio)
     current = model
     for step in range(1, params.prune_steps + 1):
         with status(f"pruning step {step}/{params.prune_steps}", step="pruning"):
             graph = build_graph(current)
+            if floors is None:
+                import math
+
+                floors = {g.name: int(math.ceil(g.width * (1.0 - params.max_layer_ratio))) for g in graph.groups}
             scores = importance(graph, criterion=params.importance)
             summary = keras_summary(current)
             fraction = step / params.prune_steps
@@ -46,7 +55,7 @@ def prune_in_steps(model, meta: dict, params: PruneParams, ctx) -> PruneResult:
                 target = base["macs"] * params.prune_macs ** fraction
                 keep = choose_macs(graph, scores, macs_estimator(graph, summary["macs_by_layer"]), target=target,
                                    max_ratio=params.max_layer_ratio, round_to=params.round_to,
-                                   skip=params.skip_layers)
+                                   skip=params.skip_layers, floors=floors)
             else:
                 ratio = min(1.0 - (1.0 - params.prune_ratio) ** (1.0 / params.prune_steps), params.max_layer_ratio)
                 keep = choose_ratio(graph, scores, ratio=ratio, round_to=params.round_to, skip=params.skip_layers)

@@ -78,6 +78,15 @@ class Choice:
 
 
 def prunable(graph: ChannelGraph, *, skip: tuple[str, ...] = ()) -> list[Group]:
+    """The groups that may lose channels; a name in ``skip`` that is no conv or Dense of the model is an error."""
+    sources = {s for g in graph.groups for s in g.sources}
+    unknown = [name for name in skip if name not in sources]
+    if unknown:
+        from edgeopt.errors import RecipeError
+
+        raise RecipeError(f"--skip-layers: {', '.join(unknown)} is no conv or Dense layer of the model",
+                          hint=f"layers that create channels: {', '.join(sorted(sources)[:12])}"
+                               f"{', ...' if len(sources) > 12 else ''} (`edgeopt inspect MODEL.keras` lists all)")
     return [g for g in graph.groups if g.fixed is None and not any(s in skip for s in g.sources) and g.width > 1]
 
 
@@ -96,10 +105,12 @@ def choose_ratio(graph: ChannelGraph, scores: dict[int, float], *, ratio: float,
 
 
 def choose_macs(graph: ChannelGraph, scores: dict[int, float], macs_of, *, target: float, max_ratio: float = 0.9,
-                round_to: int = 8, skip: tuple[str, ...] = ()) -> dict[str, list[int]]:
+                round_to: int = 8, skip: tuple[str, ...] = (),
+                floors: dict[str, int] | None = None) -> dict[str, list[int]]:
     """The widths with the highest threshold on normalized importance whose model has at most ``target`` MACs:
     a group keeps the units at or above the threshold, rounded up to ``round_to``, and at least ``1 - max_ratio``
-    of its width. ``macs_of(removed)`` estimates the MACs without the units ``removed``."""
+    of its width (of ``floors[group]`` channels, when given: the floor of the unpruned model, so that pruning in
+    steps does not compound it). ``macs_of(removed)`` estimates the MACs without the units ``removed``."""
     norm = normalized(graph, scores)
     groups = prunable(graph, skip=skip)
     ranked = {g.name: _ranked(g, scores) for g in groups}
@@ -109,6 +120,8 @@ def choose_macs(graph: ChannelGraph, scores: dict[int, float], macs_of, *, targe
         for g in groups:
             n = sum(1 for u in g.units if norm[u] >= threshold)
             floor = int(math.ceil(g.width * (1.0 - max_ratio)))
+            if floors is not None and g.name in floors:
+                floor = min(g.width, floors[g.name])
             keep[g.name] = ranked[g.name][:round_up(max(n, floor), round_to, g.width)]
         return keep
 

@@ -69,6 +69,11 @@ def slice_weights(layer, weights: list[np.ndarray], *, rows: np.ndarray | None, 
     return [w[..., cols] if w.ndim and w.shape[-1] == width and width > 1 else w for w in weights]
 
 
+def _if_narrower(kept: np.ndarray | None, width: int) -> np.ndarray | None:
+    """``kept`` when it drops channels, else None (an axis that loses nothing is left as it is)."""
+    return None if kept is None or len(kept) == width else kept
+
+
 def prune_model(model, graph: ChannelGraph, removed: set[int]):
     """The model without the units ``removed`` (unit ids of ``graph``); ``model`` is left as it was."""
     from edgeopt._tf import keras
@@ -101,21 +106,27 @@ def prune_model(model, graph: ChannelGraph, removed: set[int]):
         if kind in ("Conv2D", "Conv2DTranspose", "Dense"):
             src = names[0]
             if src in keep:
-                rows = keep[src]
-            elif src in graph.flatten_inputs:
+                rows = _if_narrower(keep[src], graph.widths[src])
+            elif src in graph.flatten_inputs and _if_narrower(keep[graph.flatten_inputs[src][0]],
+                                                                graph.widths[graph.flatten_inputs[src][0]]) is not None:
                 rows = _dense_rows(graph, src, keep)
-            cols = keep.get(out)
+            cols = _if_narrower(keep.get(out), graph.widths.get(out, 0))
         elif out in keep:
-            cols = keep[out]
+            cols = _if_narrower(keep[out], graph.widths[out])
+        if rows is None and cols is None:
+            small.get_layer(layer.name).set_weights(weights)  # nothing removed here (grouped convs land here)
+            continue
         sliced = slice_weights(layer, weights, rows=rows, cols=cols, width=graph.widths.get(out, 0))
         small.get_layer(layer.name).set_weights(sliced)
     return small
 
 
 def zero_removed(model, graph: ChannelGraph, removed: set[int]):
-    """A copy of ``model`` in which every removed unit's activations are exactly 0: each layer that writes a
-    removed channel gets that channel's weights, bias, BatchNorm scale and shift set to 0. Equal to the pruned
-    model's outputs, which is how the surgery is tested."""
+    """A copy of ``model`` in which every removed unit's activations are 0: each layer that writes a removed
+    channel gets that channel's weights, bias, BatchNorm scale, shift and mean, and per-channel constant set to 0.
+    Where every function on the way keeps 0 at 0 (or is multiplied by such a channel: a sigmoid gate), its outputs
+    equal the pruned model's, which is how the surgery is tested; after a function with f(0) != 0 (a HardSigmoid
+    alone, a clip above 0) they differ by that channel's constant contribution."""
     from edgeopt._tf import keras
 
     k = keras()
@@ -150,9 +161,10 @@ def zero_removed(model, graph: ChannelGraph, removed: set[int]):
             new[0][..., gone] = 0.0  # x + c with c per channel: the channel's constant goes too
         elif kind == "BatchNormalization":
             # output = gamma * (x - mean) / sqrt(var + eps) + beta: gamma = beta = 0 gives 0
+            # without a scale (gamma), zeroing the moving mean and beta gives 0 as well
             names = [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
             for name, w in zip(names, new):
-                if name in ("gamma", "beta"):
+                if name in ("gamma", "beta", "moving_mean"):
                     w[gone] = 0.0
         copy.get_layer(layer.name).set_weights(new)
     return copy
