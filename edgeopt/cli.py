@@ -121,8 +121,9 @@ PRUNE_MACS_OPT = typer.Option(0.0, "--prune-macs", metavar="F", help="prune whol
                               "fraction of the MACs is left, e.g. 0.4", rich_help_panel=PRN)
 PRUNE_RATIO_OPT = typer.Option(0.0, "--prune-ratio", metavar="F", help="or remove this fraction of the channels of "
                                "every prunable group, e.g. 0.5", rich_help_panel=PRN)
-IMPORTANCE_OPT = typer.Option("l1", "--importance", help="channel importance: l1 or l2 filter norm, or bn "
-                              "(BatchNorm scale)", rich_help_panel=PRN)
+IMPORTANCE_OPT = typer.Option("l1", "--importance", help="channel importance: l1 or l2 filter norm, bn "
+                              "(BatchNorm scale), or taylor (|activation x gradient| on --data batches)",
+                              rich_help_panel=PRN)
 ROUND_TO_OPT = typer.Option(8, "--round-to", help="keep channel counts multiples of N", rich_help_panel=PRN)
 MAX_LAYER_OPT = typer.Option(0.9, "--max-layer-ratio", help="remove at most this fraction of any group's channels",
                              rich_help_panel=PRN)
@@ -279,7 +280,7 @@ def compress(
     checkpoint_dir: Optional[Path] = CKPT_OPT, resume: bool = RESUME_OPT,
     save_keras: Optional[Path] = SAVE_KERAS_OPT,
     prune_macs: float = PRUNE_MACS_OPT, prune_ratio: float = PRUNE_RATIO_OPT,
-    importance: Literal["l1", "l2", "bn"] = IMPORTANCE_OPT, round_to: int = ROUND_TO_OPT,
+    importance: Literal["l1", "l2", "bn", "taylor"] = IMPORTANCE_OPT, round_to: int = ROUND_TO_OPT,
     max_layer_ratio: float = MAX_LAYER_OPT, skip_layers: Optional[str] = SKIP_LAYERS_OPT,
     prune_steps: int = PRUNE_STEPS_OPT,
 ):
@@ -431,7 +432,7 @@ def prune(
     output: Path = typer.Option(..., "-o", "--output", metavar="OUT.keras|OUT.tflite", help="the pruned model: "
                                 "`.keras`/`.h5`, or `.tflite` (FP32, with a report beside it)"),
     prune_macs: float = PRUNE_MACS_OPT, prune_ratio: float = PRUNE_RATIO_OPT,
-    importance: Literal["l1", "l2", "bn"] = IMPORTANCE_OPT, round_to: int = ROUND_TO_OPT,
+    importance: Literal["l1", "l2", "bn", "taylor"] = IMPORTANCE_OPT, round_to: int = ROUND_TO_OPT,
     max_layer_ratio: float = MAX_LAYER_OPT, skip_layers: Optional[str] = SKIP_LAYERS_OPT,
     prune_steps: int = PRUNE_STEPS_OPT,
     data: Optional[Path] = typer.Option(None, "--data", metavar="DATA", help="fine-tuning data (class folders, "

@@ -166,7 +166,9 @@ class PruneParams(TrainParams):
 
     prune_macs: float = _f(0.0, "keep at most this fraction of the MACs, e.g. 0.4 (0: no MACs target)")
     prune_ratio: float = _f(0.0, "remove this fraction of the channels of every prunable group (0: none)")
-    importance: Literal["l1", "l2", "bn"] = _f("l1", "channel importance: L1 or L2 filter norm, or BatchNorm scale")
+    importance: Literal["l1", "l2", "bn", "taylor"] = _f("l1", "channel importance: L1 or L2 filter norm, BatchNorm "
+                                                               "scale, or taylor (|activation x gradient| on "
+                                                               "--data batches)")
     round_to: int = _f(8, "keep channel counts multiples of this (the widths XNNPACK and GPU kernels like)")
     max_layer_ratio: float = _f(0.9, "remove at most this fraction of any group's channels")
     skip_layers: tuple[str, ...] = _f((), "conv or Dense layers whose output channels are never pruned (names)")

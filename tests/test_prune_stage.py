@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import edgeopt
 from edgeopt.params import DataParams
 from edgeopt.pipeline import StageCall, run
@@ -81,3 +83,49 @@ def test_prune_params_take_one_target_and_allow_zero_fine_tuning_epochs():
             PruneParams(**bad)
     with pytest.raises(ValueError, match="removes more than max_layer_ratio"):
         PruneParams(prune_ratio=0.95)
+
+
+def test_taylor_importance_ranks_by_activation_times_gradient(tmp_path):
+    """A channel the loss does not depend on scores 0; one it depends on scores |a*g| summed over its positions."""
+    import numpy as np
+
+    from edgeopt._tf import keras
+    from edgeopt.pruning.graph import build_graph
+    from edgeopt.pruning.taylor import taylor_importance
+    from edgeopt.train.data import from_arrays
+    from edgeopt.train.trainer import Objective
+
+    k = keras()
+    x_in = k.Input((4, 4, 1))
+    conv = k.layers.Conv2D(3, 1, use_bias=False, name="c")
+    head = k.layers.Dense(2, use_bias=False, name="d")
+    model = k.Model(x_in, head(k.layers.GlobalAveragePooling2D()(conv(x_in))))
+    conv.set_weights([np.array([1.0, 2.0, 3.0], np.float32).reshape(1, 1, 1, 3)])
+    head.set_weights([np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]], np.float32)])  # channel 1 is never read
+    x = np.random.default_rng(0).uniform(0.5, 1.0, (32, 4, 4, 1)).astype(np.float32)
+    y = np.zeros(32, np.int64)
+    graph = build_graph(model)
+    scores = taylor_importance(graph, from_arrays(x, y), Objective((("ce", 1.0),), 0, 2), batch_size=32)
+    units = graph.units_of(next(n for n in graph.widths if graph.widths[n] == 3 and "c/" in n))
+    s = [scores[int(u)] for u in units]
+    assert s[1] == 0.0 and s[0] > 0 and s[2] > 0
+    # by hand: logits z0 = mean(a0), z1 = mean(a2); CE gradient dL/da_c = (softmax - onehot)_c / 16 per position
+    a = x[..., 0][..., None] * np.array([1.0, 2.0, 3.0])
+    z = a.mean(axis=(1, 2))[:, [0, 2]]
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    g0, g2 = (p[:, 0] - 1.0) / 32 / 16, p[:, 1] / 32 / 16  # mean over the batch of 32
+    want0 = np.abs((a[..., 0] * g0[:, None, None]).sum(axis=(1, 2))).mean()
+    want2 = np.abs((a[..., 2] * g2[:, None, None]).sum(axis=(1, 2))).mean()
+    assert s[0] == pytest.approx(want0, rel=1e-4) and s[2] == pytest.approx(want2, rel=1e-4)
+
+
+def test_taylor_pruning_through_the_stage_and_its_refusal_without_data(tmp_path):
+    import pytest as _pytest
+
+    from edgeopt.errors import RecipeError
+
+    result = edgeopt.prune(CNN, prune_macs=0.5, importance="taylor", epochs=0, output=tmp_path / "t.keras",
+                           data=IMAGES, labels=LABELS)
+    assert result.pruning["macs_ratio"] <= 0.5 and result.pruning["importance"] == "taylor"
+    with _pytest.raises(RecipeError, match="no --data"):
+        edgeopt.prune(CNN, prune_macs=0.5, importance="taylor", output=tmp_path / "u.keras")

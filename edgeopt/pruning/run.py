@@ -32,6 +32,11 @@ def prune_in_steps(model, meta: dict, params: PruneParams, ctx) -> PruneResult:
         from edgeopt.errors import RecipeError
 
         raise RecipeError("the model has no convolution or Dense layer to prune (0 MACs counted)")
+    if params.importance == "taylor" and ctx.data.data is None:
+        from edgeopt.errors import RecipeError
+
+        raise RecipeError("--importance taylor weighs channels by activation x gradient on training data, and there "
+                          "is no --data", hint="give --data (labels optional), or a data-free criterion: l1, l2, bn")
     data, objective = _training(model, meta, params, ctx)
     accuracy = {}
     if data is not None and data.val is not None:
@@ -48,7 +53,12 @@ def prune_in_steps(model, meta: dict, params: PruneParams, ctx) -> PruneResult:
                 import math
 
                 floors = {g.name: int(math.ceil(g.width * (1.0 - params.max_layer_ratio))) for g in graph.groups}
-            scores = importance(graph, criterion=params.importance)
+            if params.importance == "taylor":
+                from .taylor import taylor_importance
+
+                scores = taylor_importance(graph, data, objective, batch_size=params.batch_size, seed=params.seed)
+            else:
+                scores = importance(graph, criterion=params.importance)
             summary = keras_summary(current)
             fraction = step / params.prune_steps
             if params.prune_macs:
