@@ -53,18 +53,8 @@ def finetune(model: str | Path, *, data: str | Path, output: str | Path, labels:
     >>> result.artifact.metrics["training"]["history"][-1]["val_accuracy"]                 # doctest: +SKIP
     0.913
     """
-    from .params import DataParams, ReportParams
-    from .pipeline import StageCall, run
-
-    def text(p):
-        return None if p is None else str(p)
-
-    calls = [StageCall("import"), StageCall("train.finetune", dict(train))]
-    if Path(output).suffix.lower() == ".tflite":
-        calls.append(StageCall("convert.tflite", {"precision": "fp32"}))
-    d = DataParams(**{**(preprocess or {}), "data": text(data), "labels": text(labels), "val": text(val),
-                      "val_labels": text(val_labels)})
-    return run(model, calls, output=output, data=d, report=ReportParams(), quiet=quiet, save_keras=save_keras)
+    return _train_and_write(model, "train.finetune", dict(train), output=output, data=data, labels=labels, val=val,
+                            val_labels=val_labels, preprocess=preprocess, save_keras=save_keras, quiet=quiet)
 
 
 def prune(model: str | Path, *, output: str | Path, prune_macs: float = 0.0, prune_ratio: float = 0.0,
@@ -80,19 +70,26 @@ def prune(model: str | Path, *, output: str | Path, prune_macs: float = 0.0, pru
     >>> result.pruning["macs_ratio"]                                                      # doctest: +SKIP
     0.397
     """
+    return _train_and_write(model, "prune.structured", {"prune_macs": prune_macs, "prune_ratio": prune_ratio,
+                                                       **params}, output=output, data=data, labels=labels, val=val,
+                            val_labels=val_labels, preprocess=preprocess, save_keras=None, quiet=quiet)
+
+
+def _train_and_write(model, stage: str, values: dict, *, output, data, labels, val, val_labels, preprocess,
+                     save_keras, quiet: bool):
+    """import → ``stage`` (→ an FP32 .tflite with a report when ``output`` ends in .tflite), on the given data."""
     from .params import DataParams, ReportParams
     from .pipeline import StageCall, run
 
     def text(p):
         return None if p is None else str(p)
 
-    calls = [StageCall("import"), StageCall("prune.structured", {"prune_macs": prune_macs,
-                                                                 "prune_ratio": prune_ratio, **params})]
+    calls = [StageCall("import"), StageCall(stage, values)]
     if Path(output).suffix.lower() == ".tflite":
         calls.append(StageCall("convert.tflite", {"precision": "fp32"}))
     d = DataParams(**{**(preprocess or {}), "data": text(data), "labels": text(labels), "val": text(val),
                       "val_labels": text(val_labels)})
-    return run(model, calls, output=output, data=d, report=ReportParams(), quiet=quiet)
+    return run(model, calls, output=output, data=d, report=ReportParams(), quiet=quiet, save_keras=save_keras)
 
 
 def run_recipe(recipe: str | Path, model: str | Path, *, output: str | Path, calib: str | Path | None = None,

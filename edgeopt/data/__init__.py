@@ -21,7 +21,7 @@ from edgeopt.frontends.spec import TensorSpec
 
 from .arrays import check_array, read_array_file
 from .idx import is_idx_path, read_idx, write_idx
-from .images import IMAGE_EXTENSIONS, from_gray_array, list_images, load_image_files
+from .images import IMAGE_EXTENSIONS, existing, folder_images, from_gray_array, list_images, load_image_files
 from .labels import Labels, check_classes, class_folder_labels, read_labels, source_labels
 from .preprocess import ImageGeometry, Preprocess, image_geometry, parse_preprocess_args, parse_size
 
@@ -80,16 +80,10 @@ def load_samples(
 
     >>> load_samples("calib/", spec, preprocess=Preprocess(mean=(0.5,), std=(0.5,)), limit=64)  # doctest: +SKIP
     """
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder.",
-                        hint="give a folder of images, an idx file, or a .npy/.npz file (--calib)")
+    path = existing(source, flag="--calib")
     suffix = path.suffix.lower()
     if path.is_dir():
-        files = list_images(path)
-        if not files:
-            raise DataError(f"{path}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}, in subfolders too).",
-                            hint="point at the folder that holds the images, or give a .npy/.npz/idx file")
+        files = folder_images(path)
         geometry = image_geometry(spec, preprocess=preprocess)
         chosen = [files[i] for i in _pick(len(files), limit=limit, seed=seed)]
         return load_image_files(chosen, geometry=geometry, preprocess=preprocess)

@@ -32,6 +32,24 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
+def existing(source: str | Path, *, flag: str) -> Path:
+    """``source`` as a Path, or a DataError naming the flag it was given to when nothing is there."""
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder.",
+                        hint=f"give a folder of images, an idx file, or a .npy/.npz file ({flag})")
+    return path
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """:func:`list_images`, or a DataError when the folder holds none."""
+    files = list_images(folder)
+    if not files:
+        raise DataError(f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}, in subfolders too).",
+                        hint="point at the folder that holds the images, or give a .npy/.npz/idx file")
+    return files
+
+
 def _open(path: Path, *, mode: str) -> Image.Image:
     try:
         with Image.open(path) as im:

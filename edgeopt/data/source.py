@@ -24,7 +24,7 @@ from edgeopt.frontends.spec import TensorSpec
 
 from .arrays import check_array
 from .idx import is_idx_path
-from .images import IMAGE_EXTENSIONS, list_images, load_image_files, from_gray_array
+from .images import existing, folder_images, from_gray_array, load_image_files
 from .preprocess import Preprocess, image_geometry
 
 
@@ -62,16 +62,10 @@ def open_source(source: str | Path, spec: TensorSpec, *, preprocess: Preprocess 
     from . import _idx_images
     from .arrays import read_array_file
 
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder.",
-                        hint="give a folder of images, an idx file, or a .npy/.npz file (--data)")
+    path = existing(source, flag="--data")
     suffix = path.suffix.lower()
     if path.is_dir():
-        files = list_images(path)
-        if not files:
-            raise DataError(f"{path}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}, in subfolders too).",
-                            hint="point at the folder that holds the images, or give a .npy/.npz/idx file")
+        files = folder_images(path)
         image_geometry(spec, preprocess=preprocess)  # a model that takes no images fails here, not mid-training
         return SampleSource(path, spec, preprocess, "images", len(files), files)
     if is_idx_path(path):

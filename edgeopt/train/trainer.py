@@ -134,7 +134,8 @@ def train(model, data: TrainData, params: TrainParams, *, objective: Objective, 
                       # without labels the top-1 is compared with the teacher's: an agreement, not an accuracy
                       "accuracy": measured if data.reader.labels is not None else None,
                       "agreement": measured if data.reader.labels is None else None,
-                      "seconds": seconds, "samples_per_second": seen / seconds, "lr_last": learning_rate((epoch + 1) * steps - 1, **curve)}
+                      "seconds": seconds, "samples_per_second": seen / seconds,
+                      "lr_last": learning_rate((epoch + 1) * steps - 1, **curve)}
             if data.val is not None:
                 record.update(_validate(tf_, predict, data.val, objective))
             history.append(record)
