@@ -2,7 +2,7 @@
 #             (with FP32 and INT8 accuracy against the shipped labels, on the 120 images held back from calibration)
 # make test   same set-up, then the whole test suite
 # make bench  same set-up, then the benchmarks: bench/results/compress.{json,md}, bench_repeatability.{json,md},
-#             real_models.{json,md}, train_throughput.{json,md}, finetune.{json,md}
+#             real_models.{json,md}, train_throughput.{json,md}, finetune.{json,md}, prune.{json,md}
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(PY) bench/train_throughput_bench.py
 	bash scripts/install-test-deps.sh
 	$(PY) bench/finetune_bench.py
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) bench/prune_bench.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -61,9 +61,10 @@ def prune(model: str | Path, *, output: str | Path, prune_macs: float = 0.0, pru
           data: str | Path | None = None, labels: str | Path | None = None, val: str | Path | None = None,
           val_labels: str | Path | None = None, preprocess: Mapping[str, Any] | None = None, quiet: bool = True,
           **params: Any):
-    """Structured pruning of ``model`` to ``prune_macs`` (fraction of MACs kept) or ``prune_ratio`` (fraction of
-    channels removed), fine-tuned on ``data`` when given; writes ``output`` (.keras, or FP32 .tflite with a report).
-    ``params`` takes the other fields of PruneParams (importance, round_to, epochs, lr, strategy, ...).
+    """Structured pruning of ``model`` to ``prune_macs`` (fraction of MACs kept), ``prune_ratio`` (fraction of
+    channels removed) or ``prune_latency`` (fraction of the measured latency kept, a keyword of ``params``),
+    fine-tuned on ``data`` when given; writes ``output`` (.keras, or FP32 .tflite with a report). ``params`` takes
+    the other fields of PruneParams (importance, round_to, epochs, lr, strategy, ssh, channels, ...).
 
     >>> result = edgeopt.prune("resnet.onnx", prune_macs=0.4, data="train/", epochs=3,     # doctest: +SKIP
     ...                        output="resnet_pruned.keras")

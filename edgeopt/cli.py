@@ -131,6 +131,30 @@ SKIP_LAYERS_OPT = typer.Option(None, "--skip-layers", metavar="NAMES", help="com
                                "whose output channels are never pruned", rich_help_panel=PRN)
 PRUNE_STEPS_OPT = typer.Option(1, "--prune-steps", help="prune in N steps, fine-tuning --epochs after each "
                                "(with --data)", rich_help_panel=PRN)
+RESTORE_BN_OPT = typer.Option(True, "--restore-bn/--no-restore-bn", help="fine-tune with a BatchNormalization "
+                              "after every conv that has none (an ONNX export folds them into the convs; TFLite folds "
+                              "them back)", rich_help_panel=PRN)
+PRUNE_LATENCY_OPT = typer.Option(0.0, "--prune-latency", metavar="F", help="or prune until the latency measured on "
+                                 "the target (this host, or --ssh/--android) is at most this fraction of the "
+                                 "unpruned model's, e.g. 0.5", rich_help_panel=PRN)
+CHANNELS_OPT = typer.Option(None, "--channels", metavar="REPORT.json", help="replay an earlier pruning exactly: the "
+                            "channels each layer kept, from its report.json (no target needed)", rich_help_panel=PRN)
+LAT = "Latency target (--prune-latency; the options of `edgeopt bench`)"
+SSH_OPT = typer.Option(None, "--ssh", metavar="HOST", help="measure on this board over ssh", rich_help_panel=LAT)
+SSH_USER_OPT = typer.Option(None, "--ssh-user", metavar="USER", rich_help_panel=LAT)
+SSH_PORT_OPT = typer.Option(22, "--ssh-port", metavar="PORT", rich_help_panel=LAT)
+IDENTITY_OPT = typer.Option(None, "--identity", metavar="KEY", help="ssh private key file", rich_help_panel=LAT)
+KNOWN_HOSTS_OPT = typer.Option(None, "--known-hosts", metavar="FILE", help="known_hosts the board's key must match",
+                               rich_help_panel=LAT)
+REMOTE_PYTHON_OPT = typer.Option("python3", "--remote-python", metavar="EXE", help="python on the board",
+                                 rich_help_panel=LAT)
+ANDROID_OPT = typer.Option(False, "--android", help="measure on a phone over adb with benchmark_model",
+                           rich_help_panel=LAT)
+BENCH_BINARY_OPT = typer.Option(None, "--benchmark-binary", metavar="PATH", help="benchmark_model built for the "
+                                "phone", rich_help_panel=LAT)
+ADB_OPT = typer.Option(None, "--adb", metavar="PATH", help="adb executable (default: adb on PATH)",
+                       rich_help_panel=LAT)
+SERIAL_OPT = typer.Option(None, "--serial", help="phone serial (adb -s)", rich_help_panel=LAT)
 SAVE_KERAS_OPT = typer.Option(None, "--save-keras", metavar="PATH.keras", help="also keep the trained Keras model",
                               rich_help_panel=TRN)
 
@@ -162,14 +186,29 @@ def _train_dict(epochs, batch_size, lr, optimizer, momentum, weight_decay, sched
     return values
 
 
+def _latency_values(prune_latency, precision, threads, ssh, ssh_user, ssh_port, identity, known_hosts,
+                    remote_python, android, benchmark_binary, adb, serial, runs: int = 30) -> dict:
+    """The latency-target fields of PruneParams from their flags."""
+    def text(p):
+        return None if p is None else str(p)
+
+    return dict(prune_latency=prune_latency, latency_precision=precision, latency_threads=threads,
+                latency_runs=runs, ssh=ssh,
+                ssh_user=ssh_user, ssh_port=ssh_port, identity=text(identity), known_hosts=text(known_hosts),
+                remote_python=remote_python, android=android, benchmark_binary=text(benchmark_binary),
+                adb=text(adb), serial=serial)
+
+
 def _prune_values(train: dict, prune_macs, prune_ratio, importance, round_to, max_layer_ratio, skip_layers,
-                  prune_steps) -> dict:
+                  prune_steps, latency: dict | None = None, channels=None, restore_bn: bool = True) -> dict:
     """The prune.structured stage values: the training values plus the pruning flags (checked as PruneParams)."""
     from .params import PruneParams
 
     skip = () if not skip_layers else tuple(t.strip() for t in str(skip_layers).split(",") if t.strip())
     values = dict(train, prune_macs=prune_macs, prune_ratio=prune_ratio, importance=importance, round_to=round_to,
-                  max_layer_ratio=max_layer_ratio, skip_layers=skip, prune_steps=prune_steps)
+                  max_layer_ratio=max_layer_ratio, skip_layers=skip, prune_steps=prune_steps, restore_bn=restore_bn,
+                  **(latency or {}),
+                  channels=None if channels is None else str(channels))
     params = _checked(PruneParams, values)
     return {k: getattr(params, k) for k in values}
 
@@ -257,7 +296,8 @@ def compress(
                                            "output's scale", rich_help_panel=IMP),
     parity_samples: int = typer.Option(4, "--parity-samples", help="inputs the parity check runs",
                                        rich_help_panel=IMP),
-    latency_runs: int = typer.Option(50, "--latency-runs", help="timed runs per model", rich_help_panel=REP),
+    latency_runs: int = typer.Option(50, "--latency-runs", help="timed runs per model (the report's latency, and "
+                                     "--prune-latency's measurements)", rich_help_panel=REP),
     warmup_runs: int = typer.Option(5, "--warmup-runs", help="untimed runs before timing", rich_help_panel=REP),
     num_threads: int = typer.Option(1, "--num-threads", help="interpreter threads for latency", rich_help_panel=REP),
     delegates: bool = typer.Option(True, "--delegates/--no-delegates", help="delegate-compatibility analysis",
@@ -282,7 +322,13 @@ def compress(
     prune_macs: float = PRUNE_MACS_OPT, prune_ratio: float = PRUNE_RATIO_OPT,
     importance: Literal["l1", "l2", "bn", "taylor"] = IMPORTANCE_OPT, round_to: int = ROUND_TO_OPT,
     max_layer_ratio: float = MAX_LAYER_OPT, skip_layers: Optional[str] = SKIP_LAYERS_OPT,
-    prune_steps: int = PRUNE_STEPS_OPT,
+    prune_steps: int = PRUNE_STEPS_OPT, prune_latency: float = PRUNE_LATENCY_OPT,
+    channels: Optional[Path] = CHANNELS_OPT, restore_bn: bool = RESTORE_BN_OPT,
+    ssh: Optional[str] = SSH_OPT, ssh_user: Optional[str] = SSH_USER_OPT, ssh_port: int = SSH_PORT_OPT,
+    identity: Optional[Path] = IDENTITY_OPT, known_hosts: Optional[Path] = KNOWN_HOSTS_OPT,
+    remote_python: str = REMOTE_PYTHON_OPT, android: bool = ANDROID_OPT,
+    benchmark_binary: Optional[Path] = BENCH_BINARY_OPT, adb: Optional[Path] = ADB_OPT,
+    serial: Optional[str] = SERIAL_OPT,
 ):
     """Import, check, quantize and convert a model to `.tflite`, with a report beside it.
 
@@ -303,6 +349,9 @@ def compress(
 
     * `edgeopt compress resnet.onnx --prune-macs 0.4 --data train/ --epochs 3 --int8` (remove channels until 40 %
     of the MACs are left, fine-tune, quantize)
+
+    * `edgeopt compress resnet.onnx --prune-latency 0.5 --data train/ --epochs 3 --int8 --ssh pi@rpi.local` (until
+    the INT8 model runs in half the time on the board)
 
     Exit codes: 0 done; 2 a problem with the input, data or flags; 3 the import does not match onnxruntime;
     4 the model was written but its report is incomplete (a measurement failed; the report says which).
@@ -330,10 +379,13 @@ def compress(
 
         params = _checked(TrainParams, train_raw)
         calls.append(StageCall("train.finetune", {k: getattr(params, k) for k in train_raw}))
-    if prune_macs or prune_ratio:
+    if prune_macs or prune_ratio or prune_latency or channels:
+        latency = _latency_values(prune_latency, "int8" if precision == "int8" else "fp32", num_threads, ssh,
+                                  ssh_user, ssh_port, identity, known_hosts, remote_python, android,
+                                  benchmark_binary, adb, serial, latency_runs)
         calls.append(StageCall("prune.structured", _prune_values(train_raw, prune_macs, prune_ratio, importance,
                                                                  round_to, max_layer_ratio, skip_layers,
-                                                                 prune_steps)))
+                                                                 prune_steps, latency, channels, restore_bn)))
     if precision == "int8":
         calls.append(StageCall("quantize.ptq", {"io_type": io_type, "per_channel": per_channel}))
     else:
@@ -434,7 +486,17 @@ def prune(
     prune_macs: float = PRUNE_MACS_OPT, prune_ratio: float = PRUNE_RATIO_OPT,
     importance: Literal["l1", "l2", "bn", "taylor"] = IMPORTANCE_OPT, round_to: int = ROUND_TO_OPT,
     max_layer_ratio: float = MAX_LAYER_OPT, skip_layers: Optional[str] = SKIP_LAYERS_OPT,
-    prune_steps: int = PRUNE_STEPS_OPT,
+    prune_steps: int = PRUNE_STEPS_OPT, prune_latency: float = PRUNE_LATENCY_OPT,
+    channels: Optional[Path] = CHANNELS_OPT, restore_bn: bool = RESTORE_BN_OPT,
+    latency_precision: Literal["int8", "fp32"] = typer.Option("int8", "--latency-precision", help="the conversion "
+                                                              "--prune-latency is measured on", rich_help_panel=LAT),
+    num_threads: int = typer.Option(1, "--num-threads", help="interpreter threads for the latency measurements",
+                                    rich_help_panel=LAT),
+    ssh: Optional[str] = SSH_OPT, ssh_user: Optional[str] = SSH_USER_OPT, ssh_port: int = SSH_PORT_OPT,
+    identity: Optional[Path] = IDENTITY_OPT, known_hosts: Optional[Path] = KNOWN_HOSTS_OPT,
+    remote_python: str = REMOTE_PYTHON_OPT, android: bool = ANDROID_OPT,
+    benchmark_binary: Optional[Path] = BENCH_BINARY_OPT, adb: Optional[Path] = ADB_OPT,
+    serial: Optional[str] = SERIAL_OPT,
     data: Optional[Path] = typer.Option(None, "--data", metavar="DATA", help="fine-tuning data (class folders, "
                                         "idx, .npy/.npz); without it the model is pruned by importance alone and "
                                         "not fine-tuned", rich_help_panel=DAT),
@@ -473,6 +535,13 @@ def prune(
     * `edgeopt prune net.onnx --prune-ratio 0.5 -o net_pruned.tflite` (no data: importance alone, no fine-tuning;
     the report says what that costs)
 
+    * `edgeopt prune resnet.onnx --prune-latency 0.5 --data train/ -o resnet_pruned.keras` (until the INT8 model
+    takes half the time on this host; `--ssh HOST` or `--android --benchmark-binary B` for a board or a phone)
+
+    * `edgeopt prune resnet.onnx --channels resnet_pruned.report.json --data train/ -o again.keras` (the same
+    channels as an earlier run with `-o resnet_pruned.tflite`, whose report.json records
+    them)
+
     More training flags (schedule, augmentation, ...) are in `edgeopt compress --help`.
     """
     from .params import ReportParams
@@ -482,8 +551,10 @@ def prune(
                                val=val, val_labels=val_labels, data=data)
     train = _train_dict(epochs, batch_size, lr, optimizer, 0.9, 0.0, "cosine", 0.0, loss, 4.0, 0.0, None, 4,
                         val_split, 0, seed, strategy, checkpoint_dir, resume)
+    latency = _latency_values(prune_latency, latency_precision, num_threads, ssh, ssh_user, ssh_port, identity,
+                              known_hosts, remote_python, android, benchmark_binary, adb, serial)
     values = _prune_values(train, prune_macs, prune_ratio, importance, round_to, max_layer_ratio, skip_layers,
-                           prune_steps)
+                           prune_steps, latency, channels, restore_bn)
     from .params import ImportParams
 
     imp = _checked(ImportParams, dict(input_shape=tuple(input_shape)))
@@ -630,6 +701,10 @@ def compress_flags() -> dict[str, str]:
     given = [f"--{c}" for c in choices if f"--{c}" in flags.values()]
     unflagged = [c for c in choices if f"--{c}" not in flags.values()]
     flags["precision"] = " | ".join(given) + (f" (neither: {', '.join(unflagged)})" if unflagged else "")
+    # the latency target is measured as the report's latency is: the same threads and runs, and the output's
+    # precision
+    flags["latency_threads"] = flags["num_threads"]
+    flags["latency_precision"] = "--int8 (int8; otherwise fp32)"
     return flags
 
 

@@ -173,16 +173,47 @@ class PruneParams(TrainParams):
     max_layer_ratio: float = _f(0.9, "remove at most this fraction of any group's channels")
     skip_layers: tuple[str, ...] = _f((), "conv or Dense layers whose output channels are never pruned (names)")
     prune_steps: int = _f(1, "prune in this many steps, fine-tuning after each")
+    restore_bn: bool = _f(True, "fine-tune with a BatchNormalization after every conv that has none (an ONNX export "
+                                "folds them into the convs; the TFLite conversion folds them back)")
+    prune_latency: float = _f(0.0, "keep at most this fraction of the unpruned model's latency measured on the "
+                                   "target device, e.g. 0.5 (0: no latency target)")
+    latency_precision: Literal["int8", "fp32"] = _f("int8", "the conversion the latency target is measured on")
+    latency_threads: int = _f(1, "interpreter threads for the latency measurements")
+    latency_runs: int = _f(30, "timed runs per latency measurement")
+    ssh: str | None = _f(None, "measure latency on this board over ssh (as `edgeopt bench --ssh`)")
+    ssh_user: str | None = _f(None, "ssh user")
+    ssh_port: int = _f(22, "ssh port")
+    identity: str | None = _f(None, "ssh private key file")
+    known_hosts: str | None = _f(None, "known_hosts file the board's host key must match")
+    remote_python: str = _f("python3", "python on the board")
+    android: bool = _f(False, "measure latency on a phone over adb with benchmark_model (as `edgeopt bench "
+                              "--android`)")
+    benchmark_binary: str | None = _f(None, "benchmark_model built for the phone")
+    adb: str | None = _f(None, "adb executable (default: adb on PATH)")
+    serial: str | None = _f(None, "phone serial (adb -s)")
+    channels: str | None = _f(None, "replay an earlier pruning: its report.json (the channels each layer kept, per "
+                                    "step); no target is needed")
 
     def __post_init__(self):
         super().__post_init__()
-        if (self.prune_macs > 0) == (self.prune_ratio > 0):
-            raise ValueError("give exactly one target: prune_macs (fraction of MACs kept) or prune_ratio "
-                             "(fraction of channels removed)")
-        if not 0 <= self.prune_macs < 1 or not 0 <= self.prune_ratio < 1 or not 0 < self.max_layer_ratio < 1:
-            raise ValueError("prune_macs, prune_ratio and max_layer_ratio are fractions below 1")
+        targets = sum(1 for t in (self.prune_macs, self.prune_ratio, self.prune_latency) if t > 0)
+        if self.channels and targets:
+            raise ValueError("channels replays an earlier pruning: give no prune_macs, prune_ratio or prune_latency "
+                             "with it")
+        if targets != 1 and not self.channels:
+            raise ValueError("give exactly one target: prune_macs (fraction of MACs kept), prune_ratio (fraction of "
+                             "channels removed) or prune_latency (fraction of the measured latency kept)")
+        if not all(0 <= t < 1 for t in (self.prune_macs, self.prune_ratio, self.prune_latency)) or \
+                not 0 < self.max_layer_ratio < 1:
+            raise ValueError("prune_macs, prune_ratio, prune_latency and max_layer_ratio are fractions below 1")
         if self.round_to < 1 or self.prune_steps < 1:
             raise ValueError("round_to and prune_steps must be at least 1")
+        if self.latency_threads < 1 or self.latency_runs < 1:
+            raise ValueError("latency_threads and latency_runs must be at least 1")
+        if self.ssh and self.android:
+            raise ValueError("measure latency over ssh or on an Android phone, not both")
+        if self.android and not self.benchmark_binary:
+            raise ValueError("android latency needs benchmark_binary (a benchmark_model built for the phone)")
         if self.prune_ratio > self.max_layer_ratio:
             raise ValueError(f"prune_ratio {self.prune_ratio:g} removes more than max_layer_ratio "
                              f"{self.max_layer_ratio:g} allows")

@@ -367,19 +367,48 @@ def training_rows(training: dict) -> list[tuple[str, ...]]:
 def pruning_summary(p: dict) -> str:
     """One line: MACs and params before and after, and how many groups were kept whole."""
     fixed = len(p["fixed"])
-    return (f"MACs {p['macs_before']:,} → {p['macs_after']:,} ({100 * p['macs_ratio']:.1f} %), params "
+    line = (f"MACs {p['macs_before']:,} → {p['macs_after']:,} ({100 * p['macs_ratio']:.1f} %), params "
             f"{p['params_before']:,} → {p['params_after']:,}; {len(p['steps'][0]['groups'])} channel groups, "
             f"{fixed} kept whole")
+    lat = p.get("latency")
+    if lat:
+        predicted = (f", predicted {100 * lat['predicted_ratio']:.1f} %" if lat.get("predicted_ratio") is not None
+                     else "")
+        line += (f"; latency {lat['before_ms']:.3f} → {lat['measured_ms']:.3f} ms measured "
+                 f"({100 * lat['measured_ratio']:.1f} %{predicted})")
+    return line
 
 
 def pruning_lines(report: dict) -> list[str]:
     p = report.get("pruning")
     if not p:
         return []
-    target = (f"at most {100 * p['target']['macs']:g} % of the MACs" if p["target"]["macs"]
-              else f"{100 * p['target']['ratio']:g} % of each group's channels removed")
+    t = p["target"]
+    if t.get("replay"):
+        target = f"the channels recorded in `{t['replay']}` (a replay)"
+    elif t.get("latency"):
+        target = f"at most {100 * t['latency']:g} % of the measured latency"
+    elif t["macs"]:
+        target = f"at most {100 * t['macs']:g} % of the MACs"
+    else:
+        target = f"{100 * t['ratio']:g} % of each group's channels removed"
     lines = ["## Pruning", "", f"Target: {target}; importance {p['importance']}, widths rounded to multiples of "
              f"{p['round_to']}, {len(p['steps'])} step(s). {pruning_summary(p)}.", ""]
+    lat = p.get("latency")
+    if lat:
+        how = "in one interleaved run" if lat.get("interleaved", True) else "one after the other"
+        lines += [f"Latency on {lat['device']} ({lat['precision'].upper()}), the unpruned and the final model "
+                  f"measured {how}: {lat['before_ms']:.3f} ms → {lat['measured_ms']:.3f} ms "
+                  f"({100 * lat['measured_ratio']:.1f} %)" + (
+                      "." if lat.get("table") is None else
+                      f"; the per-layer table predicted {100 * lat['predicted_ratio']:.1f} % before fine-tuning. "
+                      f"Table: {lat['table']['layers']} layers, {lat['table']['measured_now']} entries timed now, "
+                      f"{lat['table']['entries']} cached in `{lat['table']['cache']}`."), ""]
+        changed_lat = [r for r in lat["layers"] if abs(r["predicted_before_ms"] - r["predicted_after_ms"]) > 0]
+        if changed_lat:
+            lines += [_md_table([("layer", "predicted ms before", "predicted ms after")] + [
+                (r["layer"], f"{r['predicted_before_ms']:.4f}", f"{r['predicted_after_ms']:.4f}")
+                for r in changed_lat]), ""]
     if not p["fine_tuned"]:
         lines += ["Not fine-tuned (no --data, or --epochs 0): the accuracy below is that of the pruned weights as "
                   "they are.", ""]
@@ -399,6 +428,12 @@ def pruning_lines(report: dict) -> list[str]:
         rows.append(("after pruning", top1(last["after_pruning"])))
     if last.get("after_finetuning"):
         rows.append(("after fine-tuning", top1(last["after_finetuning"])))
+    acc = report.get("accuracy") or {}
+    for label in ("int8", "fp16", "dynamic-range"):
+        model = (acc.get("models") or {}).get(label)
+        if model and len(rows) > 1:  # the report's accuracy data is the same validation data
+            rows.append((f"after {label.upper()} ({model['top1']['samples']} samples)",
+                         _pct(model["top1"]["accuracy"])))
     if len(rows) > 1:
         lines += [_md_table(rows), ""]
     groups = [("group", "layers", "channels", "kept", "why kept whole")] + [
@@ -407,8 +442,9 @@ def pruning_lines(report: dict) -> list[str]:
     lines += [_md_table(groups), ""]
     changed = [r for r in p["layers"] if r["macs_before"] != r["macs_after"]]
     if changed:
-        lines += [_md_table([("layer", "MACs before", "MACs after")] + [
-            (r["layer"], f"{r['macs_before']:,}", f"{r['macs_after']:,}") for r in changed]), ""]
+        lines += [_md_table([("layer", "MACs before", "MACs after", "params before", "params after")] + [
+            (r["layer"], f"{r['macs_before']:,}", f"{r['macs_after']:,}", f"{r.get('params_before', 0):,}",
+             f"{r.get('params_after', 0):,}") for r in changed]), ""]
     return lines
 
 

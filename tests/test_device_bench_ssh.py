@@ -111,3 +111,25 @@ def test_unknown_host_key_is_refused(sshd, model, tmp_path):
     with pytest.raises(BenchError, match="failed"):
         run_remote("127.0.0.1", model, user=sshd["user"], port=sshd["port"], identity=sshd["identity"],
                    known_hosts=other, python=sys.executable, remote_dir=str(tmp_path / "r"))
+
+
+def test_pruning_latency_table_measures_over_ssh(sshd, model, tmp_path, monkeypatch):
+    """--prune-latency --ssh: the per-layer table and the model are timed on the board (here: this host's sshd)."""
+    from edgeopt._tf import keras
+    from edgeopt.pruning.graph import build_graph
+    from edgeopt.pruning.latency import LatencyTable, LatencyTarget, layer_specs
+
+    monkeypatch.setenv("EDGEOPT_CACHE", str(tmp_path / "cache"))
+    target = LatencyTarget("ssh", host="127.0.0.1", user=sshd["user"], port=sshd["port"],
+                           identity=str(sshd["identity"]), known_hosts=str(sshd["known_hosts"]),
+                           python=sys.executable, runs=5)
+    assert target.measure(model) > 0
+    assert target.key() != LatencyTarget("local").key() and "127.0.0.1" in target.describe()
+    k = keras()
+    x = k.Input((8, 8, 3))
+    net = k.Model(x, k.layers.Conv2D(8, 3, name="only")(x))
+    g = build_graph(net)
+    table = LatencyTable(target, precision="int8")
+    tables = table.fill(layer_specs(g), {})
+    assert table.measured_now == 2 and tables["only"]["ms"].shape == (1, 1)  # the empty model and the conv
+    assert table.path.parent == tmp_path / "cache" / "latency" and table.path.name.startswith("ssh-")

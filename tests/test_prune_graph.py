@@ -35,6 +35,7 @@ def _prune_half(model, *, seed=0):
     for g in graph.groups:
         if g.fixed is None:
             removed.update(int(u) for u in rng.choice(g.units, size=g.width // 2, replace=False))
+    removed = set(graph.keep_every_tensor(removed))
     return prune_model(model, graph, removed), graph, removed
 
 
@@ -144,19 +145,19 @@ def test_squeeze_and_excitation_scale_follows_the_feature_channels():
     assert _widths(pruned) == {"feat": 8, "squeeze": 4, "excite": 8, "head": 4}
 
 
-@pytest.mark.parametrize("kind", ["grouped", "permute", "output"])
+@pytest.mark.parametrize("kind", ["permute", "groupnorm", "output"])
 def test_groups_that_cannot_be_pruned_are_kept_whole_with_the_reason(kind):
     k = _k()
     x = k.Input((8, 8, 4))
     y = k.layers.Conv2D(16, 3, padding="same", name="first")(x)
-    if kind == "grouped":
-        y = k.layers.Conv2D(8, 3, padding="same", groups=4, name="grouped")(y)
-    elif kind == "permute":
+    if kind == "permute":
         y = k.layers.Permute((3, 1, 2))(y)
+    elif kind == "groupnorm":  # 4 groups of 4 channels: removing one changes its group's statistics
+        y = k.layers.Conv2D(4, 1, name="after")(k.layers.GroupNormalization(groups=4)(y))
     model = k.Model(x, y)
     graph = build_graph(model)
     first = next(g for g in graph.groups if g.name == "first")
-    expected = {"grouped": "grouped convolution", "permute": "Permute", "output": "a model output"}[kind]
+    expected = {"permute": "Permute", "groupnorm": "groups of 4 channels", "output": "a model output"}[kind]
     assert first.fixed is not None and expected in first.fixed
     assert removed_units(graph, choose_ratio(graph, importance(graph), ratio=0.5, round_to=1)) == frozenset()
 
@@ -181,26 +182,89 @@ def test_ratio_rounds_widths_to_multiples_and_l1_keeps_the_strongest_filters():
     assert pruned.get_layer("c").filters == 16
 
 
-@pytest.mark.parametrize("kind", ["grouped", "multiplier"])
-def test_layers_kept_whole_survive_the_surgery_of_their_neighbours(kind):
-    """A grouped conv or a depth multiplier is kept whole; pruning the rest of the model leaves it as it was."""
+def test_grouped_conv_keeps_equal_group_sizes():
+    """groups=4: the same position goes in each of the 4 input groups and each of the 4 output groups."""
     k = _k()
     x = k.Input((8, 8, 4))
-    y = k.layers.Conv2D(16, 3, padding="same", name="first")(x)
-    if kind == "grouped":
-        y = k.layers.Conv2D(16, 3, padding="same", groups=4, name="special")(y)
-    else:
-        y = k.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="special")(y)
-    y = k.layers.Conv2D(16, 1, name="mid")(k.layers.ReLU()(y))
+    y = k.layers.ReLU()(k.layers.Conv2D(16, 3, padding="same", name="first")(x))
+    y = k.layers.Conv2D(32, 3, padding="same", groups=4, name="grouped")(y)
     y = k.layers.Conv2D(4, 1, name="last")(k.layers.ReLU()(y))
     model = k.Model(x, k.layers.GlobalAveragePooling2D()(y))
     pruned, graph = _assert_equivalent(model, (8, 8, 4))
-    assert next(g for g in graph.groups if g.name == "first").fixed is not None
-    assert pruned.get_layer("special").get_weights()[0].shape == model.get_layer("special").get_weights()[0].shape
-    assert pruned.get_layer("mid").filters == 8  # the rest is pruned
+    groups = {g.name: g for g in graph.groups}
+    assert groups["first"].width == 4 and groups["grouped"].width == 8  # positions per group
+    assert pruned.get_layer("first").filters == 8 and pruned.get_layer("grouped").filters == 16
+    assert pruned.get_layer("grouped").get_weights()[0].shape == (3, 3, 2, 16)  # 2 inputs per group, 4 groups
+    # round_to counts channels: 8 channels of `first` are 2 units (one position in each of the 4 groups)
+    keep = choose_ratio(graph, importance(graph), ratio=0.5, round_to=8)
+    assert len(keep["first"]) == 2 and len(keep["grouped"]) == 4
+    assert prune_model(model, graph, removed_units(graph, keep)).get_layer("first").filters == 8
 
 
-def test_concatenate_joined_to_a_residual_conv_is_kept_whole():
+def test_depth_multiplier_removes_an_input_with_its_filters():
+    k = _k()
+    x = k.Input((8, 8, 4))
+    y = k.layers.ReLU()(k.layers.Conv2D(16, 3, padding="same", name="first")(x))
+    y = k.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=3, name="dw")(y)
+    y = k.layers.BatchNormalization()(y)
+    y = k.layers.Conv2D(4, 1, name="last")(k.layers.ReLU()(y))
+    model = _randomize_bn(k.Model(x, k.layers.GlobalAveragePooling2D()(y)))
+    pruned, graph = _assert_equivalent(model, (8, 8, 4))
+    assert next(g for g in graph.groups if g.name == "first").width == 16
+    assert pruned.get_layer("first").filters == 8
+    assert pruned.get_layer("dw").get_weights()[0].shape == (3, 3, 8, 3)  # 8 inputs x multiplier 3
+    assert pruned.get_layer("last").get_weights()[0].shape == (1, 1, 24, 4)
+
+
+def test_channel_split_slice_and_shuffle_of_a_shufflenet_unit():
+    """Split (the importer's layer), Slice on the channel axis, and Reshape -> Permute -> Reshape channel shuffle:
+    the shuffle ties position k of both halves, the halves' consumers slice the kept channels."""
+    from edgeopt.frontends.onnx.layers import custom
+
+    k = _k()
+    x = k.Input((8, 8, 3))
+    stem = k.layers.ReLU()(k.layers.Conv2D(16, 3, padding="same", name="stem")(x))
+    keep, work = custom("Split")(3, [8, 8], name="split")(stem)
+    right = k.layers.ReLU()(k.layers.Conv2D(8, 1, name="right")(work))
+    cat = k.layers.Concatenate()([keep, right])
+    y = k.layers.Reshape((8, 8, 2, 8), name="shuffle_a")(cat)
+    y = k.layers.Permute((1, 2, 4, 3), name="shuffle_b")(y)
+    y = k.layers.Reshape((8, 8, 16), name="shuffle_c")(y)
+    first = custom("Slice")([0, 0, 0, 0], [1, 8, 8, 8], [1, 1, 1, 1], name="first_half")(y)
+    second = custom("Slice")([0, 0, 0, 8], [1, 8, 8, 16], [1, 1, 1, 1], name="second_half")(y)
+    out = k.layers.Concatenate()([k.layers.Conv2D(4, 1, name="h1")(first), k.layers.Conv2D(4, 1, name="h2")(second)])
+    model = k.Model(x, k.layers.GlobalAveragePooling2D()(out))
+    pruned, graph = _assert_equivalent(model, (8, 8, 3))
+    groups = {g.name: g for g in graph.groups}
+    assert groups["stem"].fixed is None and set(groups["stem"].sources) == {"stem", "right"}
+    stem_out = pruned.get_layer("stem").filters
+    sizes = list(pruned.get_layer("split").sizes)
+    assert stem_out < 16 and sum(sizes) == stem_out  # the halves keep what their channels keep
+    half = sizes[0]  # the split's first half is shuffled with `right`: position k of both goes together
+    assert pruned.get_layer("right").filters == half
+    assert tuple(pruned.get_layer("shuffle_a").target_shape) == (8, 8, 2, half)
+    assert tuple(pruned.get_layer("shuffle_c").target_shape) == (8, 8, 2 * half)
+    h1 = pruned.get_layer("h1").get_weights()[0].shape[2]
+    assert h1 + pruned.get_layer("h2").get_weights()[0].shape[2] == 2 * half
+    assert pruned.get_layer("first_half").end[-1] == h1 == pruned.get_layer("second_half").begin[-1]
+
+
+def test_instance_norm_follows_its_channels():
+    k = _k()
+    x = k.Input((8, 8, 3))
+    y = k.layers.Conv2D(16, 3, padding="same", name="c")(x)
+    norm = k.layers.GroupNormalization(groups=16, name="inorm")
+    y = k.layers.ReLU()(norm(y))
+    y = k.layers.Conv2D(4, 1, name="o")(y)
+    model = k.Model(x, k.layers.GlobalAveragePooling2D()(y))
+    rng = np.random.default_rng(3)
+    norm.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in norm.get_weights()])
+    pruned, _ = _assert_equivalent(model, (8, 8, 3))
+    assert pruned.get_layer("inorm").groups == 8 and pruned.get_layer("inorm").get_weights()[0].shape == (8,)
+
+
+def test_concatenate_joined_to_a_residual_conv_is_one_group():
+    """concat(a, b) + c: a's channels are c's first 8, b's its last 8; one group of 16 units."""
     k = _k()
     x = k.Input((8, 8, 3))
     a = k.layers.Conv2D(8, 3, padding="same", name="a")(x)
@@ -208,10 +272,11 @@ def test_concatenate_joined_to_a_residual_conv_is_kept_whole():
     c = k.layers.Conv2D(16, 3, padding="same", name="c")(x)
     y = k.layers.Add()([k.layers.Concatenate()([a, b]), c])
     model = k.Model(x, k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 1, name="o")(y)))
-    graph = build_graph(model)
+    pruned, graph = _assert_equivalent(model, (8, 8, 3))
     mixed = [g for g in graph.groups if set(g.sources) == {"a", "b", "c"}]
-    assert len(mixed) == 1 and "mix these channels" in mixed[0].fixed
-    _assert_equivalent(model, (8, 8, 3))  # nothing removed there, and nothing breaks
+    assert len(mixed) == 1 and mixed[0].fixed is None and mixed[0].width == 16
+    widths = _widths(pruned)
+    assert widths["c"] == 8 and widths["a"] + widths["b"] == 8
 
 
 def test_skip_layers_must_name_a_layer_that_creates_channels():
@@ -225,3 +290,34 @@ def test_skip_layers_must_name_a_layer_that_creates_channels():
     with pytest.raises(RecipeError, match="cnov is no conv or Dense layer"):
         choose_ratio(graph, importance(graph), ratio=0.5, skip=("cnov",))
     assert choose_ratio(graph, importance(graph), ratio=0.5, skip=("conv",)) == {}
+
+
+def test_batchnorm_goes_back_in_as_the_identity_and_prunes_with_its_conv():
+    """A BN-folded network (what an ONNX export gives): a BatchNorm after every conv without one, equal at
+    inference, trained in training mode; the pruning graph then slices it with its conv."""
+    from edgeopt.pruning.batchnorm import with_batchnorm
+
+    k = _k()
+    x = k.Input((8, 8, 3))
+    y = k.layers.ReLU()(k.layers.Conv2D(16, 3, padding="same", name="a")(x))
+    z = k.layers.BatchNormalization(name="has_bn")(k.layers.Conv2D(16, 3, padding="same", name="b")(y))
+    y = k.layers.Add()([y, k.layers.ReLU()(z)])
+    y = k.layers.DepthwiseConv2D(3, padding="same", name="dw")(y)
+    model = k.Model(x, k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 1, name="out")(y)))
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(16, 8, 8, 3)).astype(np.float32) for _ in range(2)]
+    new, inserted = with_batchnorm(model, batches)
+    assert inserted == 3  # a, dw and out; b has one
+    assert {l.name for l in new.layers} - {l.name for l in model.layers} == {"a_bn", "dw_bn", "out_bn"}
+    probe = rng.normal(size=(4, 8, 8, 3)).astype(np.float32)
+    assert np.abs(new.predict(probe, verbose=0) - model.predict(probe, verbose=0)).max() <= 1e-4
+    # on the batches it was measured on, training mode (batch statistics) gives the same activations too
+    both = np.concatenate(batches)
+    from edgeopt.pruning.graph import _outbound
+
+    conv = k.Model(new.inputs, _outbound(new.get_layer("a"), new)[0])(both).numpy()
+    normed = k.Model(new.inputs, new.get_layer("a_bn").output)(both, training=True).numpy()
+    assert np.abs(normed - conv).max() <= 1e-2 * np.abs(conv).max()
+    pruned, graph = _assert_equivalent(new, (8, 8, 3))
+    assert pruned.get_layer("a_bn").get_weights()[0].shape == (pruned.get_layer("a").filters,)
+    assert with_batchnorm(pruned, batches)[1] == 0  # every conv has one now

@@ -35,7 +35,10 @@ def test_prune_to_half_the_macs_fine_tune_and_quantize(tmp_path):
     assert tuned > pruned  # fine-tuning recovers part of what pruning cost
     assert rep["accuracy"]["models"]["int8"]["top1"]["samples"] == 60
     md = out.with_name(out.stem + ".report.md").read_text()
-    assert "## Pruning" in md and "after fine-tuning" in md
+    assert "## Pruning" in md and "after fine-tuning" in md and "after INT8 (60 samples)" in md
+    lat = p["latency"]  # unpruned and pruned INT8 timed in one interleaved run, nothing predicted for a MACs target
+    assert lat["precision"] == "int8" and lat["before_ms"] > 0 and lat["measured_ms"] > 0
+    assert lat["predicted_ratio"] is None and lat["table"] is None and "Latency on this host" in md
 
 
 def test_pruning_without_data_says_what_it_costs(tmp_path):

@@ -1,6 +1,7 @@
-"""Structured pruning of the zoo's torch models, exported to ONNX and imported: each prunes to 50 % of its MACs
-(data-free, L1), the surgery equals the original with the removed channels zeroed, and the result converts to a
-full-integer INT8 .tflite that runs."""
+"""Structured pruning of the zoo's torch models, exported to ONNX and imported, and of the tf_keras mobile networks
+students are built from (MobileNetV2-0.35, MobileNetV3-Small and -Large, whose hard-swish and squeeze-and-excite
+gates are TFOpLambda ops): each prunes to 50 % of its MACs (data-free, L1), the surgery equals the original with the
+removed channels zeroed, and the result converts to a full-integer INT8 .tflite that runs."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,10 +24,37 @@ def test_every_torch_model_is_covered():
 
 @pytest.mark.parametrize("item", ENTRIES, ids=lambda e: e.id)
 def test_prunes_to_half_the_macs_exactly_and_converts_to_int8(item, zoo_dir):
+    _prune_half_and_convert(edgeopt.load(zoo_model(item, out_dir=zoo_dir)).model, item.id, zoo_dir)
+
+
+KERAS_MOBILE = {
+    "mobilenet_v2_035": lambda k: k.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None,
+                                                             classes=10, classifier_activation=None),
+    "mobilenet_v3_small": lambda k: k.applications.MobileNetV3Small(input_shape=(96, 96, 3), weights=None, classes=10,
+                                                                    include_preprocessing=False,
+                                                                    classifier_activation=None),
+    "mobilenet_v3_large": lambda k: k.applications.MobileNetV3Large(input_shape=(96, 96, 3), weights=None, classes=10,
+                                                                    include_preprocessing=False,
+                                                                    classifier_activation=None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_MOBILE))
+def test_keras_mobile_networks_prune_to_half_the_macs_and_convert_to_int8(name, tmp_path):
+    from edgeopt._tf import keras
+
+    k = keras()
+    k.utils.set_random_seed(0)
+    model = KERAS_MOBILE[name](k)
+    graph = build_graph(model)
+    assert [g.fixed is not None for g in graph.groups].count(True) == 1  # only the classifier's outputs
+    _prune_half_and_convert(model, name, tmp_path)
+
+
+def _prune_half_and_convert(model, name, folder):
     from edgeopt.quantization.ptq import quantize_int8
     from edgeopt.runtime import TFLiteModel
 
-    model = edgeopt.load(zoo_model(item, out_dir=zoo_dir)).model
     before = keras_summary(model)
     graph = build_graph(model)
     keep = choose_macs(graph, importance(graph), macs_estimator(graph, before["macs_by_layer"]),
@@ -44,7 +72,7 @@ def test_prunes_to_half_the_macs_exactly_and_converts_to_int8(item, zoo_dir):
     assert float(np.abs(got - want).max()) <= 1e-5 * max(scale, 1.0)
     data = quantize_int8(pruned, [np.random.default_rng(1).uniform(0, 1, (8, *shape)).astype(np.float32)],
                          input_names=["x"], output_names=["y"], io_type="int8", per_channel=True)
-    path = zoo_dir / f"{item.id}_pruned_int8.tflite"
+    path = folder / f"{name}_pruned_int8.tflite"
     path.write_bytes(data)
     tfl = TFLiteModel(path)
     out = tfl.run_one({tfl.input_names[0]: x[:1]})[tfl.output_names[0]]

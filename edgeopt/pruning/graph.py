@@ -8,7 +8,13 @@ every layer that reads it. A **group** is the set of units created by the same l
 one residual ``Add``), the thing ratios and ``round_to`` apply to.
 
 Units that cannot be removed safely are **fixed**, with the reason: the model's inputs and outputs, and channels
-that reach a layer the rules do not cover (a Reshape, a grouped conv, a layer of unknown kind).
+that reach a layer the rules do not cover (a Reshape other than a channel shuffle, a GroupNormalization over groups
+of several channels, a layer of unknown kind).
+
+Rules that tie channels of one tensor together: a grouped conv removes the same position in every group (its
+input and output groups keep equal sizes); a depthwise conv with depth multiplier m removes an input channel with
+its m outputs; a channel shuffle (Reshape to (g, C/g), swap, Reshape back) removes position k of every one of the g
+groups at once. A unit may therefore stand for several channels of one tensor.
 
 >>> g = build_graph(model)  # doctest: +SKIP
 >>> [(grp.name, grp.width) for grp in g.groups][:2]  # doctest: +SKIP
@@ -30,6 +36,23 @@ ELEMENTWISE = ("Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average", "
 # layers whose weights are per channel of their input (= output): sliced, never a source of channels
 PER_CHANNEL = ("BatchNormalization", "PReLU", "DepthwiseConv2D", "LayerNormalization")
 SOURCES = ("Conv2D", "Conv2DTranspose", "Dense")
+# tf ops a functional model records as TFOpLambda layers (``x + 3.``, ``x * (1. / 6.)`` in tf_keras'
+# MobileNetV3) that act elementwise: channel i stays channel i
+ELEMENTWISE_OPS = ("__operators__.add", "__operators__.sub", "math.add", "math.subtract", "math.multiply",
+                   "math.truediv", "math.divide", "math.maximum", "math.minimum", "nn.relu", "nn.relu6",
+                   "math.sigmoid", "math.tanh", "nn.swish", "nn.silu", "math.abs", "math.negative")
+
+
+def _scalar_constants_only(layer, model) -> bool:
+    """Every argument of each call of ``layer`` that is no tensor is a number (nothing per channel to slice)."""
+    for node in _nodes(layer, model):
+        values = list(getattr(node, "call_args", ())) + list(getattr(node, "call_kwargs", {}).values())
+        for v in values:
+            if v is None or isinstance(v, (str, bool)) or hasattr(v, "_keras_history"):
+                continue
+            if np.size(v) != 1:
+                return False
+    return True
 
 
 class _UnionFind:
@@ -58,10 +81,15 @@ class Group:
     sources: tuple[str, ...]  # the layers whose filters are these units
     units: list[int]  # unit ids (roots), in the first source's channel order
     fixed: str | None = None  # why the group must stay whole, or None
+    per_unit: int = 1  # channels per unit in the first source's output (a grouped conv: its groups)
 
     @property
     def width(self) -> int:
         return len(self.units)
+
+    def step(self, round_to: int) -> int:
+        """The unit count that makes ``round_to`` channels of the first source (at least 1)."""
+        return max(1, -(-round_to // self.per_unit))
 
 
 @dataclass
@@ -75,13 +103,38 @@ class ChannelGraph:
     groups: list[Group]
     fixed: dict[int, str] = field(default_factory=dict)  # unit -> reason
     flatten_inputs: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)  # flat -> (4-D, shape)
+    shuffles: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # first Reshape -> (g, in, out)
 
     def unit(self, tensor: str, channel: int) -> int:
         return int(self.uf.find(self.offsets[tensor] + channel))
 
     def units_of(self, tensor: str) -> np.ndarray:
-        start = self.offsets[tensor]
-        return np.array([self.uf.find(start + c) for c in range(self.widths[tensor])])
+        cache = self.__dict__.setdefault("_units", {})
+        if tensor not in cache:
+            start = self.offsets[tensor]
+            cache[tensor] = np.array([self.uf.find(start + c) for c in range(self.widths[tensor])])
+        return cache[tensor]
+
+    def keep_every_tensor(self, removed) -> frozenset:
+        """``removed`` without the units that would leave a tensor with no channel at all (a slice of a shuffled
+        tensor can hold only some of a group's units): such a tensor keeps the unit of its first channel."""
+        gone = set(removed)
+        if not gone:
+            return frozenset()
+        mask = self.removed_mask(gone)
+        for name in self.widths:
+            units = self.units_of(name)
+            if len(units) and mask[units].all():
+                gone.discard(int(units[0]))
+                mask[units[0]] = False
+        return frozenset(gone)
+
+    def removed_mask(self, removed) -> np.ndarray:
+        """A boolean array over unit ids: True for the units ``removed``."""
+        mask = np.zeros(len(self.uf.parent), bool)
+        if removed:
+            mask[np.fromiter(removed, np.int64)] = True
+        return mask
 
     def kept(self, tensor: str, removed: set[int]) -> np.ndarray:
         """The channel indices of ``tensor`` that stay when the units ``removed`` go."""
@@ -121,6 +174,51 @@ def _outbound(layer, model=None) -> list:
     return outs
 
 
+def _all_outputs(layer, model=None) -> list[list]:
+    """Every output tensor of each call of ``layer`` (a Split has several)."""
+    outs = []
+    for node in _nodes(layer, model):
+        t = node.output_tensors
+        outs.append(list(t) if isinstance(t, (list, tuple)) else [t])
+    return outs
+
+
+def channel_slice(layer, rank: int) -> tuple[int, int] | None:
+    """(begin, end) of an importer Slice that cuts only the channel axis (stride 1), None for other slices;
+    end may exceed the width (to the end)."""
+    begin, end, strides = list(layer.begin), list(layer.end), list(layer.strides)
+    if len(begin) != rank or int(strides[-1]) != 1 or int(begin[-1]) < 0:
+        return None  # other axes may be strided: channel c stays channel c
+    return int(begin[-1]), int(end[-1])
+
+
+def shuffle_of(layer, model, consumers_of) -> tuple[int, object, object] | None:
+    """(groups, permute layer, last reshape) when ``layer`` is the first Reshape of a channel shuffle
+    (N, H, W, C) -> (N, H, W, g, C/g) -> Permute swapping the last two axes -> (N, H, W, C)."""
+    if type(layer).__name__ != "Reshape":
+        return None
+    ins, out = _inbound(layer, model), _outbound(layer, model)
+    if len(ins) != 1 or len(ins[0]) != 1:
+        return None
+    src, mid = ins[0][0], out[0]
+    if len(src.shape) != 4 or len(mid.shape) != 5 or tuple(mid.shape[1:3]) != tuple(src.shape[1:3]):
+        return None
+    g, per = mid.shape[3], mid.shape[4]
+    if g is None or per is None or g * per != src.shape[-1]:
+        return None
+    nxt = consumers_of(_tensor_name(mid))
+    if len(nxt) != 1 or type(nxt[0]).__name__ != "Permute" or tuple(nxt[0].dims) != (1, 2, 4, 3):
+        return None
+    perm = nxt[0]
+    last = consumers_of(_tensor_name(_outbound(perm, model)[0]))
+    if len(last) != 1 or type(last[0]).__name__ != "Reshape":
+        return None
+    final = _outbound(last[0], model)[0]
+    if tuple(final.shape[1:]) != tuple(src.shape[1:]):
+        return None
+    return int(g), perm, last[0]
+
+
 def channel_width(t) -> int | None:
     """Channels of a tensor: the last axis of a 2-D or 4-D tensor, None for the others."""
     shape = t.shape
@@ -138,9 +236,11 @@ def build_graph(model) -> ChannelGraph:
     """The dependency graph of ``model`` (a tf_keras functional model in NHWC layout)."""
     tensors: dict[str, object] = {}
     for layer in model.layers:
-        for t in _outbound(layer, model):
-            tensors[_tensor_name(t)] = t
+        for outs in _all_outputs(layer, model):
+            for t in outs:
+                tensors[_tensor_name(t)] = t
     consumers: dict[str, list[str]] = {}
+    consumer_layers: dict[str, list] = {}
     producer_kind: dict[str, str] = {}
     flatten_source: dict[str, object] = {}
     for layer in model.layers:
@@ -150,6 +250,7 @@ def build_graph(model) -> ChannelGraph:
                 flatten_source[_tensor_name(out)] = ins[0]
             for t in ins:
                 consumers.setdefault(_tensor_name(t), []).append(type(layer).__name__)
+                consumer_layers.setdefault(_tensor_name(t), []).append(layer)
     widths, offsets, total = {}, {}, 0
     for name, t in tensors.items():
         if producer_kind.get(name) == "Flatten" and not _only_channels(flatten_source[name]):
@@ -176,6 +277,8 @@ def build_graph(model) -> ChannelGraph:
     for t in model.outputs:
         fix(_tensor_name(t), f"a model output ({t.name})")
     sources: dict[str, list[str]] = {}  # output tensor -> source layer names
+    shuffle_parts: set[str] = set()
+    shuffles: dict[str, tuple[int, str, str]] = {}  # first Reshape -> (groups, input tensor, output tensor)
     for layer in model.layers:
         kind = type(layer).__name__
         if kind == "InputLayer":
@@ -200,10 +303,43 @@ def build_graph(model) -> ChannelGraph:
                 if any(c != "Dense" for c in consumers.get(o, [])) or o in {_tensor_name(t) for t in model.outputs}:
                     fix(names[0], f"{layer.name}: a Flatten whose output is not read by Dense layers only")
                 continue  # the Dense layers after it slice their rows (handled at the Dense)
+            if layer.name in shuffle_parts:
+                continue  # the Permute and last Reshape of a channel shuffle: tied at its first Reshape
+            shuffle = shuffle_of(layer, model, lambda t: consumer_layers.get(t, []))
+            if shuffle is not None and names[0] in widths:
+                g, perm, last = shuffle
+                final = _tensor_name(_outbound(last, model)[0])
+                per = widths[names[0]] // g
+                for i in range(g):
+                    for kk in range(per):
+                        uf.union(offsets[names[0]] + i * per + kk, offsets[final] + kk * g + i)
+                        uf.union(offsets[names[0]] + i * per + kk, offsets[names[0]] + kk)
+                shuffle_parts.update({perm.name, last.name})
+                shuffles[layer.name] = (g, names[0], final)
+                continue
+            if kind == "Split" and layer.axis in (-1, len(ins[0].shape) - 1) and names[0] in widths:
+                pieces = [_tensor_name(t) for t in _all_outputs(layer, model)[0]]
+                offset = 0
+                for piece, size in zip(pieces, layer.sizes):
+                    if piece in widths:
+                        tie(piece, names[0], offset)
+                    offset += size
+                continue
+            if kind == "Slice" and names[0] in widths and o in widths:
+                cut = channel_slice(layer, len(ins[0].shape))
+                if cut is not None and cut[0] + widths[o] <= widths[names[0]]:
+                    tie(o, names[0], cut[0])
+                    continue
             if kind in SOURCES and len(names) == 1 and o in widths:
-                if kind == "Conv2D" and getattr(layer, "groups", 1) != 1:
-                    fix(o, f"{layer.name}: a grouped convolution")
-                    fix(names[0], f"{layer.name}: a grouped convolution")
+                groups = getattr(layer, "groups", 1) if kind == "Conv2D" else 1
+                if groups != 1 and names[0] in widths:
+                    # per-group counts: the same position goes in every input group and every output group
+                    per_in, per_out = widths[names[0]] // groups, widths[o] // groups
+                    for j in range(1, groups):
+                        for a in range(per_in):
+                            uf.union(offsets[names[0]] + a, offsets[names[0]] + j * per_in + a)
+                        for b in range(per_out):
+                            uf.union(offsets[o] + b, offsets[o] + j * per_out + b)
                 sources.setdefault(o, []).append(layer.name)
                 if names[0] not in widths:
                     producer = tensors.get(names[0])
@@ -234,11 +370,24 @@ def build_graph(model) -> ChannelGraph:
                     not layer.shape or layer.shape[-1] in (1, widths[o])):
                 tie(names[0], o)  # a scalar, or one constant per channel (sliced with the channels)
                 continue
-            if kind in PASS_THROUGH or kind in PER_CHANNEL:
-                if kind == "DepthwiseConv2D" and layer.depth_multiplier != 1:
-                    fix(names[0], f"{layer.name}: depth multiplier {layer.depth_multiplier}")
-                    fix(o, f"{layer.name}: depth multiplier {layer.depth_multiplier}")
+            if kind == "DepthwiseConv2D" and layer.depth_multiplier != 1:
+                m = layer.depth_multiplier
+                if widths[o] == widths[names[0]] * m:
+                    for c in range(widths[names[0]]):  # output c*m + j is input c's j-th filter
+                        for j in range(m):
+                            uf.union(offsets[names[0]] + c, offsets[o] + c * m + j)
                     continue
+            if kind == "GroupNormalization":
+                on_channels = layer.axis in (-1, len(out.shape) - 1)
+                if on_channels and layer.groups == widths[o] == widths[names[0]]:  # instance norm
+                    tie(names[0], o)
+                    continue
+                why = (f"normalizes over groups of {widths[o] // max(layer.groups, 1)} channels" if on_channels
+                       else f"normalizes along axis {layer.axis}, not the channels")
+                for n in names + [o]:
+                    fix(n, f"{layer.name}: {why}")
+                continue
+            if kind in PASS_THROUGH or kind in PER_CHANNEL:
                 if kind == "LayerNormalization" and list(layer.axis) not in ([-1], [len(out.shape) - 1]):
                     fix(names[0], f"{layer.name}: normalizes over more than the channels")
                     fix(o, f"{layer.name}: normalizes over more than the channels")
@@ -246,8 +395,9 @@ def build_graph(model) -> ChannelGraph:
                 if widths[names[0]] == widths[o]:
                     tie(names[0], o)
                     continue
-            elif kind in ELEMENTWISE and getattr(layer, "op", None) != "matmul" and all(
-                    widths[n] == widths[o] for n in names):
+            elif (kind in ELEMENTWISE and getattr(layer, "op", None) != "matmul" or kind == "TFOpLambda"
+                  and getattr(layer, "symbol", None) in ELEMENTWISE_OPS and _scalar_constants_only(layer, model)) \
+                    and all(widths[n] == widths[o] for n in names):
                 for n in names:
                     tie(n, o)
                 continue
@@ -267,7 +417,7 @@ def build_graph(model) -> ChannelGraph:
     for element, reason in fixed_elements.items():
         fixed_units.setdefault(int(uf.find(element)), reason)
     # a group: the source tensors that create the same units (the convs around one residual Add). Tensors that
-    # share only some units (a Concatenate added to a conv) are merged and kept whole: no width fits them all.
+    # share only some units (a Concatenate added to a conv) are merged: the group's units are their union.
     unit_sets = {t: frozenset(int(uf.find(offsets[t] + c)) for c in range(widths[t])) for t in sources if t in widths}
     owner: dict[int, int] = {}
     components: list[list[str]] = []
@@ -292,13 +442,19 @@ def build_graph(model) -> ChannelGraph:
             continue
         layers = tuple(sorted({name for t in members for name in sources[t]}))
         first = members[0]
-        units = [int(uf.find(offsets[first] + c)) for c in range(widths[first])]
+        units, seen = [], set()
+        for t in members:  # every unit of the group once, in the order of the first member's channels
+            for c in range(widths[t]):
+                u = int(uf.find(offsets[t] + c))
+                if u not in seen:
+                    seen.add(u)
+                    units.append(u)
         reason = next((fixed_units[u] for u in units if u in fixed_units), None)
-        if reason is None and len({unit_sets[t] for t in members}) > 1:
-            reason = f"{', '.join(layers)}: a Concatenate and a residual join mix these channels"
         if reason is not None:
             for t in members:
                 for u in unit_sets[t]:
                     fixed_units.setdefault(u, reason)
-        groups.append(Group(name=sources[first][0], sources=layers, units=units, fixed=reason))
-    return ChannelGraph(model, offsets, widths, uf, groups, fixed_units, flatten_inputs)
+        first_units = {int(uf.find(offsets[first] + c)) for c in range(widths[first])}
+        groups.append(Group(name=sources[first][0], sources=layers, units=units, fixed=reason,
+                            per_unit=max(1, widths[first] // max(1, len(first_units)))))
+    return ChannelGraph(model, offsets, widths, uf, groups, fixed_units, flatten_inputs, shuffles)

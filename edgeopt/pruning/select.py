@@ -99,7 +99,7 @@ def choose_ratio(graph: ChannelGraph, scores: dict[int, float], *, ratio: float,
     """Each prunable group keeps its ``1 - ratio`` most important units (rounded up to ``round_to``)."""
     keep = {}
     for g in prunable(graph, skip=skip):
-        n = round_up(int(math.ceil(g.width * (1.0 - ratio))), round_to, g.width)
+        n = round_up(int(math.ceil(g.width * (1.0 - ratio))), g.step(round_to), g.width)
         keep[g.name] = _ranked(g, scores)[:n]
     return keep
 
@@ -122,7 +122,7 @@ def choose_macs(graph: ChannelGraph, scores: dict[int, float], macs_of, *, targe
             floor = int(math.ceil(g.width * (1.0 - max_ratio)))
             if floors is not None and g.name in floors:
                 floor = min(g.width, floors[g.name])
-            keep[g.name] = ranked[g.name][:round_up(max(n, floor), round_to, g.width)]
+            keep[g.name] = ranked[g.name][:round_up(max(n, floor), g.step(round_to), g.width)]
         return keep
 
     lo, hi = 0.0, max(norm.values(), default=1.0) + 1.0
@@ -138,12 +138,13 @@ def choose_macs(graph: ChannelGraph, scores: dict[int, float], macs_of, *, targe
 
 
 def removed_units(graph: ChannelGraph, keep: dict[str, list[int]]) -> frozenset:
+    """The units the widths ``keep`` remove (never every channel of one tensor)."""
     gone = set()
     for g in graph.groups:
         if g.name in keep:
             kept = set(keep[g.name])
             gone.update(u for u in g.units if u not in kept)
-    return frozenset(gone)
+    return graph.keep_every_tensor(gone)
 
 
 def macs_estimator(graph: ChannelGraph, macs_by_layer: dict[str, int]):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import ChannelGraph, _inbound, _outbound, _tensor_name
+from .graph import ChannelGraph, _all_outputs, _inbound, _outbound, _tensor_name
 
 
 def _io(layer, model) -> tuple[list[str], str]:
@@ -58,11 +58,12 @@ def slice_weights(layer, weights: list[np.ndarray], *, rows: np.ndarray | None, 
         if cols is not None:
             kernel = kernel[:, cols]
         return [kernel] + [b if cols is None else b[cols] for b in weights[1:]]
-    if kind == "DepthwiseConv2D":
-        keep = cols if cols is not None else rows
-        if keep is None:
-            return weights
-        return [weights[0][:, :, keep, :]] + [b[keep] for b in weights[1:]]
+    if kind == "DepthwiseConv2D":  # kernel (kh, kw, C, multiplier), bias (C * multiplier)
+        kernel = weights[0]
+        channels = rows if rows is not None else (cols if kernel.shape[-1] == 1 else None)
+        if channels is not None:
+            kernel = kernel[:, :, channels, :]
+        return [kernel] + [b if cols is None else b[cols] for b in weights[1:]]
     if cols is None:
         return weights
     # per-channel weights (BatchNormalization, PReLU, LayerNormalization): channels on the last axis
@@ -84,9 +85,28 @@ def prune_model(model, graph: ChannelGraph, removed: set[int]):
     def clone_layer(layer):
         config = layer.get_config()
         kind = type(layer).__name__
-        if kind in ("Conv2D", "Conv2DTranspose", "Dense", "Reshape", "ConstantOp"):
+        if layer.name in graph.shuffles:  # (H, W, C) -> (H, W, g, C/g) of a channel shuffle
+            g, src, _ = graph.shuffles[layer.name]
+            config["target_shape"] = (*tuple(config["target_shape"])[:-2], g, int(len(keep[src])) // g)
+        elif kind == "Slice":
+            names, out = _io(layer, model)
+            src = names[0]
+            if src in keep and out in keep:
+                begin = int(config["begin"][-1])
+                new_begin = int(np.sum(keep[src] < begin))
+                config["begin"] = [*list(config["begin"])[:-1], new_begin]
+                config["end"] = [*list(config["end"])[:-1], new_begin + int(len(keep[out]))]
+        elif kind == "Split":
+            pieces = [_tensor_name(t) for t in _all_outputs(layer, model)[0]]
+            if all(p in keep for p in pieces):
+                config["sizes"] = [int(len(keep[p])) for p in pieces]
+        elif kind == "GroupNormalization":
             _, out = _io(layer, model)
-            if out in keep and kind == "Reshape":  # (N, C) -> (N, 1, 1, C) of a squeeze-and-excitation scale
+            if out in keep and config["groups"] == graph.widths[out]:
+                config["groups"] = int(len(keep[out]))
+        if kind in ("Conv2D", "Conv2DTranspose", "Dense", "Reshape", "ConstantOp") and layer.name not in graph.shuffles:
+            _, out = _io(layer, model)
+            if out in keep and kind == "Reshape":  # (N, C) -> (N, 1, 1, C), or the last Reshape of a shuffle
                 config["target_shape"] = (*tuple(config["target_shape"])[:-1], int(len(keep[out])))
             elif out in keep and kind == "ConstantOp":
                 if config["shape"] and config["shape"][-1] == graph.widths[out] and graph.widths[out] > 1:
@@ -103,10 +123,18 @@ def prune_model(model, graph: ChannelGraph, removed: set[int]):
         names, out = _io(layer, model)
         kind = type(layer).__name__
         rows = cols = None
-        if kind in ("Conv2D", "Conv2DTranspose", "Dense"):
+        if kind == "DepthwiseConv2D":
+            src = names[0]
+            rows = _if_narrower(keep.get(src), graph.widths.get(src, 0))
+            cols = _if_narrower(keep.get(out), graph.widths.get(out, 0))
+        elif kind in ("Conv2D", "Conv2DTranspose", "Dense"):
             src = names[0]
             if src in keep:
                 rows = _if_narrower(keep[src], graph.widths[src])
+                groups = getattr(layer, "groups", 1) if kind == "Conv2D" else 1
+                if rows is not None and groups > 1:  # the kernel holds one group's inputs: the kept positions
+                    per_in = graph.widths[src] // groups
+                    rows = rows[rows < per_in]
             elif src in graph.flatten_inputs and _if_narrower(keep[graph.flatten_inputs[src][0]],
                                                                 graph.widths[graph.flatten_inputs[src][0]]) is not None:
                 rows = _dense_rows(graph, src, keep)
@@ -114,7 +142,7 @@ def prune_model(model, graph: ChannelGraph, removed: set[int]):
         elif out in keep:
             cols = _if_narrower(keep[out], graph.widths[out])
         if rows is None and cols is None:
-            small.get_layer(layer.name).set_weights(weights)  # nothing removed here (grouped convs land here)
+            small.get_layer(layer.name).set_weights(weights)  # nothing removed here
             continue
         sliced = slice_weights(layer, weights, rows=rows, cols=cols, width=graph.widths.get(out, 0))
         small.get_layer(layer.name).set_weights(sliced)
@@ -153,10 +181,14 @@ def zero_removed(model, graph: ChannelGraph, removed: set[int]):
             new[0][..., gone] = 0.0
             for b in new[1:]:
                 b[gone] = 0.0
-        elif kind == "DepthwiseConv2D":
-            new[0][:, :, gone, :] = 0.0
+        elif kind == "DepthwiseConv2D":  # output c*m + j is kernel[..., c, j]
+            new[0][:, :, gone.reshape(new[0].shape[2], new[0].shape[3])] = 0.0
             for b in new[1:]:
                 b[gone] = 0.0
+        elif kind == "GroupNormalization":  # one channel per group: gamma = beta = 0 gives 0
+            for w in new:
+                if w.ndim and w.shape[-1] == len(gone):
+                    w[..., gone] = 0.0
         elif kind == "ConstantOp" and new[0].ndim and new[0].shape[-1] == len(gone) and len(gone) > 1:
             new[0][..., gone] = 0.0  # x + c with c per channel: the channel's constant goes too
         elif kind == "BatchNormalization":
