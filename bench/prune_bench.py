@@ -174,27 +174,17 @@ def main(argv=None) -> int:
         rows["unpruned"] = {"tool": "none", "macs": base_macs, "params": rep["keras"]["params"],
                             "fp32_top1": top1(rep, "original"), "int8_top1": top1(rep, "int8"),
                             "file": str(tmp / "unpruned_int8.tflite"), "seconds": round(secs, 1)}
-        log(f"edgeopt: --prune-macs {MACS}, {EPOCHS} epochs, INT8")
-        rep, secs = edgeopt([onnx_path, "--prune-macs", MACS, *data_flags(True), "--int8"],
-                            tmp / "edgeopt_macs_int8.tflite")
-        p = rep["pruning"]
-        rows["edgeopt_macs"] = {"tool": "edgeopt --prune-macs 0.4", "macs": p["macs_after"],
-                                "params": p["params_after"], "fp32_top1": top1(rep, "fp32"),
-                                "int8_top1": top1(rep, "int8"),
-                                "after_pruning_top1": p["steps"][0]["after_pruning"]["val_accuracy"],
-                                "file": str(tmp / "edgeopt_macs_int8.tflite"), "seconds": round(secs, 1),
-                                "widths": {g["name"]: [g["width"], g["kept"]] for g in p["steps"][0]["groups"]}}
-        log(f"edgeopt: --prune-latency {LATENCY}, {EPOCHS} epochs, INT8")
-        rep, secs = edgeopt([onnx_path, "--prune-latency", LATENCY, *data_flags(True), "--int8"],
-                            tmp / "edgeopt_latency_int8.tflite")
-        p = rep["pruning"]
-        rows["edgeopt_latency"] = {"tool": "edgeopt --prune-latency 0.5", "macs": p["macs_after"],
-                                   "params": p["params_after"], "fp32_top1": top1(rep, "fp32"),
-                                   "int8_top1": top1(rep, "int8"),
-                                   "after_pruning_top1": p["steps"][0]["after_pruning"]["val_accuracy"],
-                                   "file": str(tmp / "edgeopt_latency_int8.tflite"), "seconds": round(secs, 1),
-                                   "report_latency": p["latency"] | {"layers": None},
-                                   "widths": {g["name"]: [g["width"], g["kept"]] for g in p["steps"][0]["groups"]}}
+        for key, flag, value in (("edgeopt_macs", "--prune-macs", MACS), ("edgeopt_latency", "--prune-latency",
+                                                                           LATENCY)):
+            log(f"edgeopt: {flag} {value}, {EPOCHS} epochs, INT8")
+            out = tmp / f"{key}_int8.tflite"
+            rep, secs = edgeopt([onnx_path, flag, value, *data_flags(True), "--int8"], out)
+            p = rep["pruning"]
+            rows[key] = {"tool": f"edgeopt {flag} {value}", "macs": p["macs_after"], "params": p["params_after"],
+                         "fp32_top1": top1(rep, "fp32"), "int8_top1": top1(rep, "int8"),
+                         "after_pruning_top1": p["steps"][0]["after_pruning"]["val_accuracy"], "file": str(out),
+                         "seconds": round(secs, 1), "report_latency": (p["latency"] or {}) | {"layers": None},
+                         "widths": {g["name"]: [g["width"], g["kept"]] for g in p["steps"][0]["groups"]}}
         log("Torch-Pruning: L1, global, same MACs target")
         tpr = torch_pruning(info, base_macs, tmp, log)
         rep, secs = edgeopt([tpr["onnx"], "--int8", *data_flags(False)], tmp / "tp_int8.tflite")

@@ -265,13 +265,9 @@ def test_instance_norm_follows_its_channels():
 
 def test_concatenate_joined_to_a_residual_conv_is_one_group():
     """concat(a, b) + c: a's channels are c's first 8, b's its last 8; one group of 16 units."""
-    k = _k()
-    x = k.Input((8, 8, 3))
-    a = k.layers.Conv2D(8, 3, padding="same", name="a")(x)
-    b = k.layers.Conv2D(8, 3, padding="same", name="b")(x)
-    c = k.layers.Conv2D(16, 3, padding="same", name="c")(x)
-    y = k.layers.Add()([k.layers.Concatenate()([a, b]), c])
-    model = k.Model(x, k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 1, name="o")(y)))
+    from train_helpers import concat_residual_model
+
+    model = concat_residual_model()
     pruned, graph = _assert_equivalent(model, (8, 8, 3))
     mixed = [g for g in graph.groups if set(g.sources) == {"a", "b", "c"}]
     assert len(mixed) == 1 and mixed[0].fixed is None and mixed[0].width == 16

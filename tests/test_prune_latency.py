@@ -182,17 +182,12 @@ def test_a_missed_measurement_lowers_the_goal_until_the_target_is_met(tmp_path, 
 
 def test_replay_of_a_group_whose_convs_hold_different_channels():
     """concat(a, b) + c: a and b each hold half of the group's units; the replay finds the same removed set."""
-    from edgeopt._tf import keras
     from edgeopt.pruning.run import _replayed, kept_channels
     from edgeopt.pruning.select import choose_ratio, removed_units
 
-    k = keras()
-    x = k.Input((8, 8, 3))
-    a = k.layers.Conv2D(8, 3, padding="same", name="a")(x)
-    b = k.layers.Conv2D(8, 3, padding="same", name="b")(x)
-    c = k.layers.Conv2D(16, 3, padding="same", name="c")(x)
-    y = k.layers.Add()([k.layers.Concatenate()([a, b]), c])
-    model = k.Model(x, k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 1, name="o")(y)))
+    from train_helpers import concat_residual_model
+
+    model = concat_residual_model()
     g = build_graph(model)
     removed = removed_units(g, choose_ratio(g, importance(g), ratio=0.5, round_to=4))
     record = kept_channels(model, g, removed)

@@ -1,4 +1,5 @@
-"""Shared by the training tests: the shipped demo CNN and data, the edgeopt command, weights of a .keras file."""
+"""Shared by the training and pruning tests: the shipped demo CNN and data, the edgeopt command, weights of a
+.keras file, a small model whose pruning group mixes a Concatenate with a residual Add."""
 from __future__ import annotations
 
 import os
@@ -48,3 +49,18 @@ def free_ports(n: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+def concat_residual_model():
+    """concat(a, b) + c: a's channels are c's first 8, b's its last 8 (one pruning group whose convs hold different
+    channels)."""
+    from edgeopt._tf import keras
+
+    k = keras()
+    k.utils.set_random_seed(0)
+    x = k.Input((8, 8, 3))
+    a = k.layers.Conv2D(8, 3, padding="same", name="a")(x)
+    b = k.layers.Conv2D(8, 3, padding="same", name="b")(x)
+    c = k.layers.Conv2D(16, 3, padding="same", name="c")(x)
+    y = k.layers.Add()([k.layers.Concatenate()([a, b]), c])
+    return k.Model(x, k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 1, name="o")(y)))

@@ -258,11 +258,12 @@ def latency_target(params: PruneParams):
     return LatencyTarget("local", threads=params.latency_threads, runs=params.latency_runs)
 
 
-def _before_after(original, pruned, params: PruneParams, ctx) -> dict:
-    """The latency of the unpruned and the pruned model (MACs and ratio targets): measured, nothing predicted."""
+def _before_after(original, pruned, params: PruneParams, ctx, target=None) -> dict:
+    """The latency of the unpruned and the pruned model, measured in one run on ``target`` (default: the one the
+    params name); nothing predicted (a latency target adds its prediction)."""
     from .latency import convert
 
-    target = latency_target(params)
+    target = target or latency_target(params)
     folder = ctx.workdir / "latency"
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -347,18 +348,13 @@ class _LatencyRun:
         return keep, record
 
     def final(self, model, steps) -> dict:
-        """The unpruned and the final model measured in one interleaved run."""
-        measured = self.target.compare({"unpruned": str(self._file(self.original, "unpruned")),
-                                        "pruned": str(self._file(model, "final"))})
-        # the last step's prediction, in ms of the model it started from, as a share of the unpruned model
-        predicted = steps[-1]["latency"]["predicted_ratio"] * steps[-1]["latency"]["before_ms"] / self.before_ms
+        """The unpruned and the final model measured in one interleaved run, beside the last step's prediction."""
         last = steps[-1]["latency"]
-        return {"device": self.target.describe(), "interleaved": self.target.kind == "local",
-                "precision": self.params.latency_precision,
-                "threads": self.params.latency_threads, "target": self.params.prune_latency,
-                "before_ms": measured["unpruned"], "measured_ms": measured["pruned"],
-                "measured_ratio": measured["pruned"] / measured["unpruned"], "predicted_ratio": predicted,
-                "table": last["table"], "layers": last["layers"]}
+        # the last step's prediction, in ms of the model it started from, as a share of the unpruned model
+        predicted = last["predicted_ratio"] * last["before_ms"] / self.before_ms
+        return {**_before_after(self.original, model, self.params, self.ctx, self.target),
+                "target": self.params.prune_latency, "predicted_ratio": predicted, "table": last["table"],
+                "layers": last["layers"]}
 
 
 def _training(model, meta: dict, params: PruneParams, ctx):
