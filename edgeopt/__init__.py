@@ -76,6 +76,24 @@ def prune(model: str | Path, *, output: str | Path, prune_macs: float = 0.0, pru
                             val_labels=val_labels, preprocess=preprocess, save_keras=None, quiet=quiet)
 
 
+def distill(teacher: str | Path, *, student: str, output: str | Path, data: str | Path,
+            labels: str | Path | None = None, val: str | Path | None = None, val_labels: str | Path | None = None,
+            preprocess: Mapping[str, Any] | None = None, quiet: bool = True, **params: Any):
+    """Knowledge distillation: train the zoo's ``student`` (``edgeopt students``) to imitate ``teacher`` on
+    ``data`` (soft targets mixed with ``labels`` by ``alpha``, or the teacher's outputs alone without labels);
+    writes ``output`` (.keras, or FP32 .tflite with a report). ``params`` takes the other fields of DistillParams
+    (alpha, temperature, epochs, lr, augment, strategy, ...).
+
+    >>> result = edgeopt.distill("resnet.onnx", student="shufflenet_v2_x0_5", data="train/", epochs=20,  # doctest: +SKIP
+    ...                          output="student.keras")
+    >>> result.distillation["student_val_accuracy"]                                              # doctest: +SKIP
+    0.91
+    """
+    return _train_and_write(teacher, "distill", {"student": student, **params}, output=output, data=data,
+                            labels=labels, val=val, val_labels=val_labels, preprocess=preprocess, save_keras=None,
+                            quiet=quiet)
+
+
 def _train_and_write(model, stage: str, values: dict, *, output, data, labels, val, val_labels, preprocess,
                      save_keras, quiet: bool):
     """import → ``stage`` (→ an FP32 .tflite with a report when ``output`` ends in .tflite), on the given data."""

@@ -139,6 +139,11 @@ PRUNE_LATENCY_OPT = typer.Option(0.0, "--prune-latency", metavar="F", help="or p
                                  "unpruned model's, e.g. 0.5", rich_help_panel=PRN)
 CHANNELS_OPT = typer.Option(None, "--channels", metavar="REPORT.json", help="replay an earlier pruning exactly: the "
                             "channels each layer kept, from its report.json (no target needed)", rich_help_panel=PRN)
+DST = "Distillation"
+ALPHA_OPT = typer.Option(0.9, "--alpha", help="weight of the soft targets (kd); the labels' cross-entropy gets "
+                         "1 - alpha (without labels: the soft targets alone)", rich_help_panel=DST)
+SMALL_INPUT_OPT = typer.Option("auto", "--small-input", help="the student stem that keeps resolution (CIFAR-style); "
+                               "auto: for inputs under 64 pixels a side", rich_help_panel=DST)
 LAT = "Latency target (--prune-latency; the options of `edgeopt bench`)"
 SSH_OPT = typer.Option(None, "--ssh", metavar="HOST", help="measure on this board over ssh", rich_help_panel=LAT)
 SSH_USER_OPT = typer.Option(None, "--ssh-user", metavar="USER", rich_help_panel=LAT)
@@ -210,6 +215,14 @@ def _prune_values(train: dict, prune_macs, prune_ratio, importance, round_to, ma
                   **(latency or {}),
                   channels=None if channels is None else str(channels))
     params = _checked(PruneParams, values)
+    return {k: getattr(params, k) for k in values}
+
+
+def _distill_values(train: dict, student: str, alpha: float, small_input: str) -> dict:
+    from .params import DistillParams
+
+    values = {**train, "student": student, "alpha": alpha, "small_input": small_input}
+    params = _checked(DistillParams, values)
     return {k: getattr(params, k) for k in values}
 
 
@@ -319,6 +332,10 @@ def compress(
     strategy: Literal["default", "mirrored", "multi-worker"] = STRATEGY_OPT,
     checkpoint_dir: Optional[Path] = CKPT_OPT, resume: bool = RESUME_OPT,
     save_keras: Optional[Path] = SAVE_KERAS_OPT,
+    distill: Optional[str] = typer.Option(None, "--distill", metavar="STUDENT", help="distill the model into this "
+                                          "student (`edgeopt students`) on --data, then go on with the student",
+                                          rich_help_panel=DST),
+    alpha: float = ALPHA_OPT, small_input: Literal["auto", "yes", "no"] = SMALL_INPUT_OPT,
     prune_macs: float = PRUNE_MACS_OPT, prune_ratio: float = PRUNE_RATIO_OPT,
     importance: Literal["l1", "l2", "bn", "taylor"] = IMPORTANCE_OPT, round_to: int = ROUND_TO_OPT,
     max_layer_ratio: float = MAX_LAYER_OPT, skip_layers: Optional[str] = SKIP_LAYERS_OPT,
@@ -353,6 +370,10 @@ def compress(
     * `edgeopt compress resnet.onnx --prune-latency 0.5 --data train/ --epochs 3 --int8 --ssh pi@rpi.local` (until
     the INT8 model runs in half the time on the board)
 
+    * `edgeopt compress teacher.onnx --distill mobilenet_v2_035 --data train/ --epochs 20 --int8` (train a
+    MobileNetV2-0.35 to imitate the model, then quantize the student; the order is import, fine-tune, distill,
+    prune, quantize)
+
     Exit codes: 0 done; 2 a problem with the input, data or flags; 3 the import does not match onnxruntime;
     4 the model was written but its report is incomplete (a measurement failed; the report says which).
     """
@@ -379,6 +400,8 @@ def compress(
 
         params = _checked(TrainParams, train_raw)
         calls.append(StageCall("train.finetune", {k: getattr(params, k) for k in train_raw}))
+    if distill:
+        calls.append(StageCall("distill", _distill_values(train_raw, distill, alpha, small_input)))
     if prune_macs or prune_ratio or prune_latency or channels:
         latency = _latency_values(prune_latency, "int8" if precision == "int8" else "fp32", num_threads, ssh,
                                   ssh_user, ssh_port, identity, known_hosts, remote_python, android,
@@ -565,6 +588,70 @@ def prune(
                    save_keras=save_keras)
 
 
+@app.command(cls=_Command, no_args_is_help=True)
+def distill(
+    model: Path = typer.Argument(..., help="the teacher: ONNX file, tf_keras .h5/.keras file or SavedModel folder"),
+    student: str = typer.Option(..., "--student", metavar="NAME", help="the student architecture (`edgeopt "
+                                "students` lists them with params and MACs)", rich_help_panel=DST),
+    output: Path = typer.Option(..., "-o", "--output", metavar="OUT.keras|OUT.tflite", help="the trained student: "
+                                "`.keras`/`.h5`, or `.tflite` (FP32, with a report beside it)"),
+    alpha: float = ALPHA_OPT, temperature: float = TEMPERATURE_OPT,
+    small_input: Literal["auto", "yes", "no"] = SMALL_INPUT_OPT,
+    data: Path = typer.Option(..., "--data", metavar="DATA", help="training data (class folders, idx, .npy/.npz)",
+                              rich_help_panel=DAT),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="labels of --data; without labels "
+                                          "the student learns the teacher's outputs alone", rich_help_panel=DAT),
+    val: Optional[Path] = typer.Option(None, "--val", metavar="DATA", help="validation data", rich_help_panel=DAT),
+    val_labels: Optional[Path] = typer.Option(None, "--val-labels", metavar="FILE", help="labels of --val",
+                                              rich_help_panel=DAT),
+    calib: Optional[Path] = typer.Option(None, "--calib", metavar="DATA", help="samples for the parity check and "
+                                         "the report (default: a seeded pick of --data's training part)",
+                                         rich_help_panel=PRE),
+    value_range: Optional[str] = typer.Option(None, "--value-range", metavar="LO,HI", help="map pixels 0..255 "
+                                              "onto LO,HI (default 0,1)", rich_help_panel=PRE),
+    mean: Optional[str] = typer.Option(None, "--mean", metavar="M[,M,M]", help="per-channel mean (default 0)",
+                                       rich_help_panel=PRE),
+    std: Optional[str] = typer.Option(None, "--std", metavar="S[,S,S]", help="per-channel std (default 1)",
+                                      rich_help_panel=PRE),
+    input_shape: List[str] = typer.Option([], "--input-shape", metavar="NAME:DIMS", help="fix dynamic dims, e.g. "
+                                          "`input:1,3,224,224`", rich_help_panel=IMP),
+    epochs: int = EPOCHS_OPT, batch_size: int = BATCH_OPT, lr: float = LR_OPT,
+    optimizer: Literal["adamw", "adam", "sgd"] = OPTIMIZER_OPT, momentum: float = MOMENTUM_OPT,
+    weight_decay: float = WD_OPT, schedule: Literal["cosine", "constant"] = SCHEDULE_OPT,
+    warmup_epochs: float = WARMUP_OPT, label_smoothing: float = SMOOTHING_OPT,
+    augment: Optional[str] = AUGMENT_OPT, crop_padding: int = PADDING_OPT, val_split: float = VAL_SPLIT_OPT,
+    patience: int = PATIENCE_OPT, seed: int = SEED_OPT,
+    strategy: Literal["default", "mirrored", "multi-worker"] = STRATEGY_OPT,
+    checkpoint_dir: Optional[Path] = CKPT_OPT, resume: bool = RESUME_OPT,
+):
+    """Train a small mobile student to imitate a model (knowledge distillation).
+
+    Examples:
+
+    * `edgeopt distill resnet.onnx --student shufflenet_v2_x0_5 --data train-images-idx3-ubyte.gz --labels
+    train-labels-idx1-ubyte.gz --epochs 20 --lr 3e-3 --augment crop,flip -o student.keras`
+
+    * `edgeopt distill resnet.onnx --student mobilenet_v2_035 --data photos/ -o student.tflite` (no labels: the
+    teacher's outputs are the only targets)
+
+    * `edgeopt compress resnet.onnx --distill mobilenet_v2_035 --data train/ --int8` (distill, then INT8)
+    """
+    from .params import ImportParams, ReportParams
+    from .pipeline import StageCall
+
+    data_params = _data_params(calib, 256, 0.2, None, mean, std, "rgb", value_range, "center-crop", labels=labels,
+                               val=val, val_labels=val_labels, data=data)
+    train = _train_dict(epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, warmup_epochs, None,
+                        temperature, label_smoothing, augment, crop_padding, val_split, patience, seed, strategy,
+                        checkpoint_dir, resume)
+    imp = _checked(ImportParams, dict(input_shape=tuple(input_shape)))
+    calls = [StageCall("import", {"input_shape": imp.input_shape}),
+             StageCall("distill", _distill_values(train, student, alpha, small_input))]
+    if output.suffix.lower() == ".tflite":
+        calls.append(StageCall("convert.tflite", {"precision": "fp32"}))
+    _run_and_print(model, calls, output=output, data=data_params, report=ReportParams(), profile=False)
+
+
 @app.command("run", cls=_Command, no_args_is_help=True)
 def run_recipe(
     recipe: Path = typer.Argument(..., help="recipe TOML file ([[stage]] tables)"),
@@ -679,6 +766,58 @@ def stages():
         con.print(t)
 
 
+@app.command(cls=_Command)
+def students(
+    teacher: Optional[Path] = typer.Option(None, "--teacher", metavar="MODEL", help="size the students for this "
+                                           "model's input and classes, and show their MACs against its own"),
+    input_size: Optional[str] = typer.Option(None, "--input-size", metavar="H,W,C", help="input size without a "
+                                             "teacher (default 224,224,3)"),
+    classes: Optional[int] = typer.Option(None, "--classes", help="classes without a teacher (default 1000)"),
+):
+    """List the distillation students with their params and MACs at the teacher's input size.
+
+    Examples: `edgeopt students` (224x224x3, 1000 classes, beside each paper's figures), `edgeopt students
+    --teacher resnet.onnx`, `edgeopt students --input-size 28,28,1 --classes 10`
+    """
+    from rich.console import Console
+
+    from .console import status
+    from .distillation.students import summaries
+    from .errors import RecipeError
+
+    teacher_macs = None
+    if teacher is not None:
+        if input_size or classes:
+            raise RecipeError("--teacher gives the input size and classes; drop --input-size/--classes")
+        from .distillation.teacher import teacher_shape
+
+        with status(f"loading {teacher.name}"):
+            shape, n, teacher_macs = teacher_shape(teacher)
+    else:
+        try:
+            shape = tuple(int(v) for v in (input_size or "224,224,3").split(","))
+        except ValueError:
+            raise RecipeError(f"--input-size {input_size!r}: expected H,W,C such as 28,28,1") from None
+        if len(shape) != 3:
+            raise RecipeError(f"--input-size {input_size!r}: expected H,W,C such as 28,28,1")
+        n = classes or 1000
+    with status("building the students"):
+        rows = summaries(shape, n)
+    # learned parameters (BatchNorm's moving statistics not counted), as the papers count them
+    header = ["student", "params", "MACs"] + (["MACs vs teacher"] if teacher_macs else [])
+    paper = shape == (224, 224, 3) and n == 1000
+    header += ["paper params", "paper MACs"] if paper else []
+    table = [header]
+    for r in rows:
+        row = [r["name"], f"{r['trainable_params']:,}", f"{r['macs']:,}"]
+        row += [f"{100 * r['macs'] / teacher_macs:.1f} %"] if teacher_macs else []
+        row += [f"{r['paper_params'] / 1e6:.2f} M", f"{r['paper_macs'] / 1e6:.0f} M"] if paper else []
+        table.append(row)
+    title = f"students at {'x'.join(map(str, shape))}, {n} classes" + (f" (teacher: {teacher_macs:,} MACs)"
+                                                                        if teacher_macs else "")
+    Console().print(_table(title, table))
+
+
 def compress_flags() -> dict[str, str]:
     """Recipe key → the `compress` flag(s) that set it, read from the `compress` command itself, so `stages`
     never names a flag that does not exist.
@@ -704,6 +843,7 @@ def compress_flags() -> dict[str, str]:
     # the latency target is measured as the report's latency is: the same threads and runs, and the output's
     # precision
     flags["latency_threads"] = flags["num_threads"]
+    flags["student"] = flags["distill"]
     flags["latency_precision"] = "--int8 (int8; otherwise fp32)"
     return flags
 

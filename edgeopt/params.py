@@ -217,3 +217,29 @@ class PruneParams(TrainParams):
         if self.prune_ratio > self.max_layer_ratio:
             raise ValueError(f"prune_ratio {self.prune_ratio:g} removes more than max_layer_ratio "
                              f"{self.max_layer_ratio:g} allows")
+
+
+@dataclass(frozen=True)
+class DistillParams(TrainParams):
+    """Knowledge distillation: train a mobile student from the zoo (`edgeopt students`) to imitate the model (the
+    teacher), on its soft targets mixed with the labels, or on its outputs alone without labels (the training
+    fields above)."""
+
+    student: str = _f("mobilenet_v2_035", "the student architecture (`edgeopt students` lists them)")
+    alpha: float = _f(0.9, "weight of the soft-target (kd) term; the labels' cross-entropy gets 1 - alpha "
+                           "(without labels: kd alone)")
+    small_input: Literal["auto", "yes", "no"] = _f("auto", "the stem that keeps resolution (CIFAR-style): auto for "
+                                                           "inputs under 64 pixels a side")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        from .distillation.students import STUDENTS
+
+        if self.student not in STUDENTS:
+            import difflib
+
+            close = difflib.get_close_matches(self.student, STUDENTS, n=1)
+            raise ValueError(f"unknown student {self.student!r}" + (f" (did you mean {close[0]!r}?)" if close
+                                                                      else "") + f"; choose {', '.join(STUDENTS)}")

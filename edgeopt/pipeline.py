@@ -42,6 +42,7 @@ class RunResult:
     profile: dict | None = None
     training: dict | None = None  # what the last training stage did (history, strategy, weights digest)
     pruning: dict | None = None  # what the last pruning stage removed (MACs, params, widths per group)
+    distillation: dict | None = None  # the student, teacher and student params, MACs and accuracy
 
 
 def source_artifact(path: str | Path) -> Artifact:
@@ -126,7 +127,8 @@ def run(
         pruned = [a.metrics["pruning"] for a in ctx.history if a.metrics.get("pruning")]
         result = RunResult(artifact=artifact, output=out if ctx.chief else None, report=rep, report_paths=paths,
                            profile=prof.to_dict(), training=trained[-1] if trained else None,
-                           pruning=pruned[-1] if pruned else None)
+                           pruning=pruned[-1] if pruned else None,
+                           distillation=artifact.metrics.get("distillation"))
         if ctx.chief and ctx.checkpoint_root is not None and not any(p.checkpoint_dir for p in training):
             shutil.rmtree(ctx.checkpoint_root, ignore_errors=True)  # the run is complete: nothing left to resume
     finally:

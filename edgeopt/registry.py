@@ -19,6 +19,7 @@ STAGE_MODULES = (
     "edgeopt.stages",
     "edgeopt.train.stage",
     "edgeopt.pruning.stage",
+    "edgeopt.distillation.stage",
 )
 
 

@@ -125,6 +125,7 @@ def _skeleton(ctx: Context, final: Artifact, keras_art: Artifact, params: Report
         "import_parity": keras_art.metrics.get("parity"),
         "training": keras_art.metrics.get("training"),
         "pruning": keras_art.metrics.get("pruning"),
+        "distillation": keras_art.metrics.get("distillation"),
         "conversion_parity": None,
         "fidelity": None,
         "accuracy": None,
@@ -379,6 +380,30 @@ def pruning_summary(p: dict) -> str:
     return line
 
 
+def distillation_lines(report: dict) -> list[str]:
+    d = report.get("distillation")
+    if not d:
+        return []
+
+    def pct(v):
+        return "—" if v is None else f"{100 * v:.2f} %"
+
+    lines = ["## Distillation", "",
+             f"Student `{d['student']}` built for {'x'.join(map(str, d['input']))} inputs and {d['classes']} "
+             f"classes{' with the stem that keeps resolution' if d['small_input_stem'] else ''}, trained on "
+             f"{d['mode']}: loss {', '.join(d['loss'])}, temperature {d['temperature']:g}; teacher run by "
+             f"{d['teacher']}.", "",
+             _md_table([("", "params", "MACs", "validation top-1"),
+                        ("teacher", f"{d['teacher_params']:,}", f"{d['teacher_macs']:,}",
+                         pct(d["teacher_val_accuracy"])),
+                        ("student", f"{d['student_params']:,}", f"{d['student_macs']:,}",
+                         pct(d["student_val_accuracy"]))]),
+             "", f"The student has {100 * d['macs_ratio']:.1f} % of the teacher's MACs. The accuracy and "
+                 "fidelity tables above compare the original model (the teacher) with the student's .tflite "
+                 "files; the training section has the learning curves.", ""]
+    return lines
+
+
 def pruning_lines(report: dict) -> list[str]:
     p = report.get("pruning")
     if not p:
@@ -551,6 +576,7 @@ def to_markdown(report: dict) -> str:
                 f"(calibration used {ev['calibration_samples']} others).", "", _md_table(fidelity_rows(report)), ""]
     if report.get("accuracy") and report["accuracy"]["models"]:
         out += ["## Accuracy", "", *accuracy_lines(report), "", _md_table(accuracy_rows(report)), ""]
+    out += distillation_lines(report)
     out += pruning_lines(report)
     out += training_lines(report)
     out += _op_histogram(report) + _delegates(report)

@@ -216,9 +216,11 @@ def test_depth_multiplier_removes_an_input_with_its_filters():
     assert pruned.get_layer("last").get_weights()[0].shape == (1, 1, 24, 4)
 
 
-def test_channel_split_slice_and_shuffle_of_a_shufflenet_unit():
-    """Split (the importer's layer), Slice on the channel axis, and Reshape -> Permute -> Reshape channel shuffle:
-    the shuffle ties position k of both halves, the halves' consumers slice the kept channels."""
+@pytest.mark.parametrize("four_d", [False, True], ids=["5d-shuffle", "4d-shuffle"])
+def test_channel_split_slice_and_shuffle_of_a_shufflenet_unit(four_d):
+    """Split (the importer's layer), Slice on the channel axis, and Reshape -> Permute -> Reshape channel shuffle
+    (the 5-D form torch exports, and the 4-D form of the ShuffleNetV2 student): the shuffle ties position k of both
+    halves, the halves' consumers slice the kept channels."""
     from edgeopt.frontends.onnx.layers import custom
 
     k = _k()
@@ -227,8 +229,8 @@ def test_channel_split_slice_and_shuffle_of_a_shufflenet_unit():
     keep, work = custom("Split")(3, [8, 8], name="split")(stem)
     right = k.layers.ReLU()(k.layers.Conv2D(8, 1, name="right")(work))
     cat = k.layers.Concatenate()([keep, right])
-    y = k.layers.Reshape((8, 8, 2, 8), name="shuffle_a")(cat)
-    y = k.layers.Permute((1, 2, 4, 3), name="shuffle_b")(y)
+    y = k.layers.Reshape((64, 2, 8) if four_d else (8, 8, 2, 8), name="shuffle_a")(cat)
+    y = k.layers.Permute((1, 3, 2) if four_d else (1, 2, 4, 3), name="shuffle_b")(y)
     y = k.layers.Reshape((8, 8, 16), name="shuffle_c")(y)
     first = custom("Slice")([0, 0, 0, 0], [1, 8, 8, 8], [1, 1, 1, 1], name="first_half")(y)
     second = custom("Slice")([0, 0, 0, 8], [1, 8, 8, 16], [1, 1, 1, 1], name="second_half")(y)
@@ -242,7 +244,7 @@ def test_channel_split_slice_and_shuffle_of_a_shufflenet_unit():
     assert stem_out < 16 and sum(sizes) == stem_out  # the halves keep what their channels keep
     half = sizes[0]  # the split's first half is shuffled with `right`: position k of both goes together
     assert pruned.get_layer("right").filters == half
-    assert tuple(pruned.get_layer("shuffle_a").target_shape) == (8, 8, 2, half)
+    assert tuple(pruned.get_layer("shuffle_a").target_shape) == ((64,) if four_d else (8, 8)) + (2, half)
     assert tuple(pruned.get_layer("shuffle_c").target_shape) == (8, 8, 2 * half)
     h1 = pruned.get_layer("h1").get_weights()[0].shape[2]
     assert h1 + pruned.get_layer("h2").get_weights()[0].shape[2] == 2 * half
@@ -317,3 +319,37 @@ def test_batchnorm_goes_back_in_as_the_identity_and_prunes_with_its_conv():
     pruned, graph = _assert_equivalent(new, (8, 8, 3))
     assert pruned.get_layer("a_bn").get_weights()[0].shape == (pruned.get_layer("a").filters,)
     assert with_batchnorm(pruned, batches)[1] == 0  # every conv has one now
+
+
+def test_batchnorm_given_the_unpruned_model_restores_each_kept_channels_distribution():
+    """With the unpruned model as reference, each inserted BatchNorm maps its pruned conv's channels onto the mean
+    and std the same channels had before pruning (on the measured batches, in inference mode)."""
+    from edgeopt.pruning.batchnorm import with_batchnorm
+    from edgeopt.pruning.graph import _outbound
+    from edgeopt.pruning.run import _kept_outputs
+
+    k = _k()
+    x = k.Input((8, 8, 3))
+    y = k.layers.ReLU()(k.layers.Conv2D(16, 3, padding="same", name="a")(x))
+    y = k.layers.ReLU()(k.layers.Conv2D(16, 3, padding="same", name="b")(y))
+    model = k.Model(x, k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 1, name="out")(y)))
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(size=(16, 8, 8, 3)).astype(np.float32) for _ in range(2)]
+    graph = build_graph(model)
+    keep = choose_ratio(graph, importance(graph), ratio=0.5, round_to=1)
+    removed = removed_units(graph, keep)
+    pruned = prune_model(model, graph, removed)
+    kept = _kept_outputs(model, graph, removed)
+    assert len(kept["a"]) == 8 and len(kept["b"]) == 8 and len(kept["out"]) == 4
+    new, inserted = with_batchnorm(pruned, batches, reference=model, kept=kept)
+    assert inserted == 3
+    both = np.concatenate(batches)
+    before = k.Model(model.inputs, _outbound(model.get_layer("b"), model)[0])(both).numpy()[..., kept["b"]]
+    after = k.Model(new.inputs, new.get_layer("b_bn").output)(both, training=False).numpy()
+    flat_b, flat_a = before.reshape(-1, 8), after.reshape(-1, 8)
+    assert np.abs(flat_a.mean(0) - flat_b.mean(0)).max() <= 1e-3 * (1 + np.abs(flat_b).max())
+    assert np.abs(flat_a.std(0) / flat_b.std(0) - 1).max() <= 1e-2
+    # the first conv lost nothing upstream: its channels were not shifted, so it stays the identity there
+    a_new = k.Model(new.inputs, new.get_layer("a_bn").output)(both).numpy()
+    a_old = k.Model(model.inputs, _outbound(model.get_layer("a"), model)[0])(both).numpy()[..., kept["a"]]
+    assert np.abs(a_new - a_old).max() <= 1e-3 * np.abs(a_old).max()

@@ -77,3 +77,19 @@ def _prune_half_and_convert(model, name, folder):
     tfl = TFLiteModel(path)
     out = tfl.run_one({tfl.input_names[0]: x[:1]})[tfl.output_names[0]]
     assert np.isfinite(out).all() and out.shape[1:] == got.shape[1:]
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2_035", "mobilenet_v2_140", "mobilenet_v3_small", "mobilenet_v3_large",
+                                  "shufflenet_v2_x0_5", "shufflenet_v2_x2_0"])
+def test_distillation_students_prune_to_half_the_macs_and_convert_to_int8(name, tmp_path):
+    """The students of the distillation zoo (their hard-swish/hard-sigmoid layers, squeeze-and-excite gates, 4-D
+    channel shuffles and channel splits), at the narrowest and widest width of each family: every group but the
+    classifier's is prunable, and the result converts to INT8."""
+    from edgeopt._tf import keras
+    from edgeopt.distillation.students import build_student
+
+    keras().utils.set_random_seed(0)
+    model = build_student(name, (32, 32, 3), 10)
+    graph = build_graph(model)
+    assert [g.fixed is not None for g in graph.groups].count(True) == 1  # only the classifier's outputs
+    _prune_half_and_convert(model, name, tmp_path)

@@ -193,21 +193,29 @@ def channel_slice(layer, rank: int) -> tuple[int, int] | None:
 
 
 def shuffle_of(layer, model, consumers_of) -> tuple[int, object, object] | None:
-    """(groups, permute layer, last reshape) when ``layer`` is the first Reshape of a channel shuffle
-    (N, H, W, C) -> (N, H, W, g, C/g) -> Permute swapping the last two axes -> (N, H, W, C)."""
+    """(groups, permute layer, last reshape) when ``layer`` is the first Reshape of a channel shuffle: (N, H, W, C)
+    -> (N, H, W, g, C/g) -> Permute(1, 2, 4, 3) -> (N, H, W, C), or its 4-D form (N, H*W, g, C/g) ->
+    Permute(1, 3, 2) -> (N, H, W, C)."""
     if type(layer).__name__ != "Reshape":
         return None
     ins, out = _inbound(layer, model), _outbound(layer, model)
     if len(ins) != 1 or len(ins[0]) != 1:
         return None
     src, mid = ins[0][0], out[0]
-    if len(src.shape) != 4 or len(mid.shape) != 5 or tuple(mid.shape[1:3]) != tuple(src.shape[1:3]):
+    if len(src.shape) != 4 or None in tuple(src.shape[1:]):
         return None
-    g, per = mid.shape[3], mid.shape[4]
+    h, w = int(src.shape[1]), int(src.shape[2])
+    if len(mid.shape) == 5 and tuple(mid.shape[1:3]) == (h, w):
+        swap = (1, 2, 4, 3)
+    elif len(mid.shape) == 4 and mid.shape[1] == h * w:
+        swap = (1, 3, 2)
+    else:
+        return None
+    g, per = mid.shape[-2], mid.shape[-1]
     if g is None or per is None or g * per != src.shape[-1]:
         return None
     nxt = consumers_of(_tensor_name(mid))
-    if len(nxt) != 1 or type(nxt[0]).__name__ != "Permute" or tuple(nxt[0].dims) != (1, 2, 4, 3):
+    if len(nxt) != 1 or type(nxt[0]).__name__ != "Permute" or tuple(nxt[0].dims) != swap:
         return None
     perm = nxt[0]
     last = consumers_of(_tensor_name(_outbound(perm, model)[0]))

@@ -101,7 +101,9 @@ def prune_in_steps(model, meta: dict, params: PruneParams, ctx) -> PruneResult:
             if params.restore_bn:
                 from .batchnorm import with_batchnorm
 
-                pruned, record["batchnorm_inserted"] = with_batchnorm(pruned, _sample_batches(data, params))
+                pruned, record["batchnorm_inserted"] = with_batchnorm(
+                    pruned, _sample_batches(data, params), reference=current,
+                    kept=_kept_outputs(current, graph, removed))
 
             result = train(pruned, data, params, objective=objective,
                            checkpoint_dir=checkpoint_folder(ctx, params, "prune.structured", f"step-{step}"),
@@ -181,6 +183,20 @@ def kept_channels(model, graph, removed) -> dict[str, list[int]]:
             kept = graph.kept(tensor, set(removed))
             if len(kept) < graph.widths[tensor]:
                 out[name] = [int(i) for i in kept]
+    return out
+
+
+def _kept_outputs(model, graph, removed) -> dict[str, list[int]]:
+    """Per conv layer of ``model``, the indices of its output channels that the pruning keeps."""
+    from .batchnorm import CONVS
+    from .graph import _outbound, _tensor_name
+
+    gone, out = set(removed), {}
+    for layer in model.layers:
+        if type(layer).__name__ in CONVS:
+            tensor = _tensor_name(_outbound(layer, model)[0])
+            if tensor in graph.widths:
+                out[layer.name] = [int(i) for i in graph.kept(tensor, gone)]
     return out
 
 
