@@ -108,3 +108,27 @@ def test_compress_distill_flags_reach_the_stage(tmp_path):
     assert d["student"] == "mobilenet_v3_small" and d["loss"] == ["ce=0.5", "kd=0.5"] and d["temperature"] == 2
     assert [s["stage"] for s in rep["lineage"]] == ["import", "distill", "quantize.ptq"]
     assert rep["precision"] == "int8" and rep["keras"]["macs"] == d["student_macs"]
+
+
+def test_a_softmax_teacher_gets_a_softmax_student(tmp_path):
+    """A teacher that outputs probabilities: the student outputs probabilities too (the app reading it expects
+    what the teacher gave), and the kd term compares both as log-probabilities."""
+    import numpy as np
+
+    from edgeopt._tf import keras
+
+    k = keras()
+    k.utils.set_random_seed(0)
+    x = k.Input((28, 28, 1))
+    y = k.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    y = k.layers.Dense(10)(k.layers.GlobalAveragePooling2D()(y))
+    path = tmp_path / "soft.keras"
+    k.Model(x, k.layers.Softmax()(y)).save(path)
+    out = tmp_path / "s.keras"
+    result = edgeopt.distill(path, student="shufflenet_v2_x0_5", data=IMAGES, labels=LABELS, output=out, epochs=1,
+                             batch_size=32)
+    assert result.training["history"][0]["loss"] > 0
+    student = k.models.load_model(out)
+    assert type(student.layers[-1]).__name__ == "Softmax"
+    probe = np.random.default_rng(0).uniform(0, 1, (4, 28, 28, 1)).astype(np.float32)
+    assert np.allclose(student.predict(probe, verbose=0).sum(-1), 1.0, atol=1e-5)

@@ -22,7 +22,7 @@ def distill(artifact: Artifact, params: DistillParams, ctx: Context) -> Artifact
     from edgeopt._tf import keras
     from edgeopt.analyze.keras_summary import keras_summary
     from edgeopt.stages import _keras_source, _save_keras
-    from edgeopt.train.setup import checkpoint_folder, objective_for, prepare_data
+    from edgeopt.train.setup import _is_softmax, checkpoint_folder, objective_for, prepare_data
     from edgeopt.train.teacher import Teacher, teacher_for
     from edgeopt.train.trainer import evaluate, train
 
@@ -45,6 +45,10 @@ def distill(artifact: Artifact, params: DistillParams, ctx: Context) -> Artifact
     small = {"auto": None, "yes": True, "no": False}[params.small_input]
     keras().utils.set_random_seed(params.seed)
     student = build_student(params.student, shape, classes, small=small)
+    if _is_softmax(teacher_model, 0):  # the student answers as the teacher does: probabilities, not logits
+        k = keras()
+        student = k.Model(student.inputs, k.layers.Softmax(name="probabilities")(student.outputs[0]),
+                          name=student.name)
     objective = objective_for(student, meta, run, has_labels=has_labels)
     if params.patience and ctx.data.val is None and has_labels:
         ctx.warn("early stopping chooses the best epoch on the validation split that the report's accuracy is "
