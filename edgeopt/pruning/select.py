@@ -1,7 +1,8 @@
 """Which units to remove: importance per unit, and widths that meet a channel-ratio or a MACs target.
 
 Importance (summed over every layer of a unit's group): ``l1``/``l2``, the norm of each filter that creates the
-unit; ``bn``, the absolute BatchNorm scale of the unit's channels (network slimming; L1 where a group has no
+unit plus the norm of the weights that read it (the input-channel slices of the convs and Dense layers after it,
+as Torch-Pruning's magnitude importance sums over a whole dependency group); ``bn``, the absolute BatchNorm scale of the unit's channels (network slimming; L1 where a group has no
 BatchNorm). Scores are divided by their group's mean, so one global threshold can rank units of different groups.
 
 Widths are rounded up to multiples of ``round_to`` (channel counts that XNNPACK and GPU kernels handle best) and
@@ -34,6 +35,8 @@ def importance(graph: ChannelGraph, *, criterion: str = "l1") -> dict[int, float
     bn: dict[int, float] = {}
     for layer in model.layers:
         kind = type(layer).__name__
+        if criterion in ("l1", "l2") and kind in ("Conv2D", "DepthwiseConv2D", "Dense"):
+            _add_reader_norms(graph, layer, criterion, scores)
         outs = _outbound(layer, model)
         if not outs:
             continue
@@ -56,6 +59,37 @@ def importance(graph: ChannelGraph, *, criterion: str = "l1") -> dict[int, float
     if criterion == "bn":
         return {u: bn.get(u, s) for u, s in scores.items()}
     return scores
+
+
+def _add_reader_norms(graph: ChannelGraph, layer, criterion: str, scores: dict[int, float]) -> None:
+    """Add to each unit the norm of the weights that read it: the input-channel slice of a conv or Dense layer
+    (a Dense after a Flatten reads each channel at every position), a depthwise conv's filters of that channel.
+    A channel that the next layers hardly read matters little, whatever the size of the filter that makes it."""
+    model = graph.model
+    ins = _inbound(layer, model)
+    if len(ins) != 1 or len(ins[0]) != 1:
+        return
+    src = _tensor_name(ins[0][0])
+    kernel = layer.get_weights()[0]
+    if src in graph.widths and type(layer).__name__ != "Dense":
+        per_channel = np.moveaxis(kernel, 2, 0).reshape(kernel.shape[2], -1)  # (kh, kw, cin, ...) -> cin rows
+        units = graph.units_of(src)
+    elif type(layer).__name__ == "Dense" and src in graph.flatten_inputs:
+        four_d, shape = graph.flatten_inputs[src]
+        if four_d not in graph.widths or kernel.shape[0] != int(np.prod(shape)):
+            return
+        channels = shape[-1]
+        per_channel = np.moveaxis(kernel.reshape(-1, channels, kernel.shape[-1]), 1, 0).reshape(channels, -1)
+        units = graph.units_of(four_d)
+    elif type(layer).__name__ == "Dense" and src in graph.widths:
+        per_channel, units = kernel, graph.units_of(src)
+    else:
+        return
+    if len(per_channel) != len(units):  # a grouped conv reads C/groups channels per filter: left out
+        return
+    norms = np.abs(per_channel).sum(1) if criterion == "l1" else np.sqrt((per_channel ** 2).sum(1))
+    for u, v in zip(units, norms):
+        scores[int(u)] = scores.get(int(u), 0.0) + float(v)
 
 
 def normalized(graph: ChannelGraph, scores: dict[int, float]) -> dict[int, float]:
