@@ -260,6 +260,15 @@ def write_report(report: dict, output: Path, *, profile: Profile | None = None) 
             write_text(svg, latency_plot(report))
             report["plot"] = svg.name
             written.append(svg)
+    history = (report.get("training") or {}).get("history") or []
+    if history:
+        curves = output.with_name(output.stem + ".training.svg")
+        with measuring(report, "training_plot", "drawing the learning curves"):
+            from .report_plot import training_svg
+
+            write_text(curves, training_svg(history))
+            report["training_plot"] = curves.name
+            written.append(curves)
     report["complete"] = not report["incomplete"]
     if profile is not None:
         report["profile"] = profile.to_dict()
@@ -490,6 +499,9 @@ def training_lines(report: dict) -> list[str]:
     if t.get("resumed_from_epoch"):
         lines.append(f"Resumed after epoch {t['resumed_from_epoch']} from a checkpoint.")
     lines += ["", _md_table(training_rows(t)), ""]
+    if report.get("training_plot"):
+        lines += [f"![learning curves: loss and top-1 per epoch, training and validation]({report['training_plot']})",
+                  ""]
     return lines
 
 

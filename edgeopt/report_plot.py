@@ -127,3 +127,39 @@ def latency_svg(timing: Mapping, *, accuracy: Mapping[str, float] | None = None,
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{PANEL_H}" '
             f'viewBox="0 0 {width} {PANEL_H}" font-family="sans-serif" font-size="11">'
             f'<rect width="{width}" height="{PANEL_H}" fill="white"/>' + "".join(body) + "</svg>\n")
+
+
+
+def training_svg(history: Sequence[Mapping]) -> str:
+    """The SVG text of the learning curves of a training ``history`` (one dict per epoch): loss, and accuracy (or
+    agreement with the teacher), training and validation, per epoch."""
+    epochs = [float(h["epoch"]) for h in history]
+    panels = []
+    for title, keys in (("loss per epoch", ("loss", "val_loss")),
+                        ("top-1 per epoch", ("accuracy", "val_accuracy"))):
+        keys = tuple(k if any(h.get(k) is not None for h in history) else k.replace("accuracy", "agreement")
+                     for k in keys)
+        series = [(k, [(e, float(h[k])) for e, h in zip(epochs, history) if h.get(k) is not None]) for k in keys]
+        series = [(k, pts) for k, pts in series if pts]
+        if series:
+            panels.append((title, series))
+    body: list[str] = []
+    colors = {0: "#1f77b4", 1: "#d62728"}
+    for i, (title, series) in enumerate(panels):
+        xs = epochs if len(epochs) > 1 else [epochs[0] - 0.5, epochs[0] + 0.5]
+        ys = [y for _, pts in series for _, y in pts]
+        panel = _Panel(PANEL_W * i, xs, ys)
+        body += panel.axes(title, "epoch", title.split(" ")[0])
+        for j, (key, pts) in enumerate(series):
+            color = colors[j % 2]
+            coords = " ".join(f"{panel.px(x):.1f},{panel.py(y):.1f}" for x, y in pts)
+            body.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
+            body += [f'<circle cx="{panel.px(x):.1f}" cy="{panel.py(y):.1f}" r="3" fill="{color}"/>'
+                     for x, y in pts]
+            label = ("validation " if key.startswith("val_") else "training ") + key.removeprefix("val_")
+            body.append(f'<text x="{PANEL_W * i + LEFT + 8}" y="{TOP + 16 + 14 * j}" fill="{color}">'
+                        f"{escape(label)}</text>")
+    width = PANEL_W * max(1, len(panels))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{PANEL_H}" '
+            f'viewBox="0 0 {width} {PANEL_H}" font-family="sans-serif" font-size="11">'
+            f'<rect width="{width}" height="{PANEL_H}" fill="white"/>' + "".join(body) + "</svg>\n")

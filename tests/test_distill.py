@@ -39,6 +39,11 @@ def test_distill_with_labels_then_int8(tmp_path):
     assert set(models) == {"original", "fp32", "int8"} and models["int8"]["top1"]["samples"] == 60
     md = out.with_name(out.stem + ".report.md").read_text()
     assert "## Distillation" in md and "Student `shufflenet_v2_x0_5`" in md
+    # the learning curves as a plot beside the report: loss and top-1, training and validation
+    curves = out.with_name(out.stem + ".training.svg").read_text()
+    assert rep["training_plot"] == "s_int8.training.svg" and "](s_int8.training.svg)" in md
+    assert curves.count("<polyline") == 4 and curves.count("<circle") == 4 * 4
+    assert "validation loss" in curves and "training accuracy" in curves
 
 
 def test_label_free_distillation_learns_the_teachers_outputs(tmp_path):
