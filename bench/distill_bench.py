@@ -16,7 +16,8 @@ invokes), medians. Acceptance (the issue's lines): each KD student beats the lab
 each INT8 KD student is within 1.0 point of the teacher with at most 25 % of its MACs; label-free comes within 1
 point of labeled KD. Writes bench/results/distill.json and .md.
 
-The acceptance run (3 seeds, 15 epochs, both students, every mode) takes about a day of this 2-core host;
+The acceptance run (3 seeds, 15 epochs, both students, every mode: 18 trainings on 60,000 images) takes many
+hours on a 2-core host;
 ``--seeds``, ``--epochs``, ``--students`` and ``--modes`` run less, and the results say what was run.
 
     .venv/bin/python bench/distill_bench.py [--seeds 0,1,2] [--epochs 15] [--modes kd,labels,label-free]
