@@ -25,7 +25,6 @@ hours on a 2-core host;
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -36,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 import fmnist_resnet as fr  # noqa: E402
-from prune_bench import CACHE, FASHION, edgeopt, top1, wilson  # noqa: E402
+from prune_bench import CACHE, FASHION, edgeopt, fashion_present, top1, wilson, write_results  # noqa: E402
 
 STUDENTS = ("mobilenet_v2_035", "shufflenet_v2_x0_5")
 MODES = ("kd", "labels", "label-free")
@@ -70,9 +69,7 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     students = [s for s in args.students.split(",") if s]
     modes = [m for m in args.modes.split(",") if m]
-    if not (FASHION / "train-images-idx3-ubyte.gz").exists():
-        print(f"{FASHION} not found: install the Debian package dataset-fashion-mnist "
-              "(scripts/install-test-deps.sh does)", file=sys.stderr)
+    if not fashion_present():
         return 1
     log = lambda m: print(m, flush=True)  # noqa: E731
     info = fr.trained(CACHE, log=log)
@@ -140,12 +137,7 @@ def main(argv=None) -> int:
                         "acceptance_run": seeds == [0, 1, 2] and args.epochs >= EPOCHS and modes == list(MODES)},
            "test_images": 10000, "summary": summary, "runs": runs, "checks": checks,
            "latency": {"rounds": timing["rounds"], "runs_per_round": timing["runs_per_round"], "threads": 1}}
-    from edgeopt.outputs import write_text
-
-    out = REPO / "bench" / "results"
-    write_text(out / "distill.json", json.dumps(doc, indent=2) + "\n")
-    write_text(out / "distill.md", to_markdown(doc))
-    print(to_markdown(doc))
+    write_results("distill", doc, to_markdown(doc))
     return 0
 
 

@@ -144,6 +144,25 @@ def torch_pruning(info: dict, base_macs: int, tmp: Path, log) -> dict:
             "onnx": str(path)}
 
 
+def fashion_present() -> bool:
+    """Whether the Fashion-MNIST files are installed; says how to install them when not."""
+    if (FASHION / "train-images-idx3-ubyte.gz").exists():
+        return True
+    print(f"{FASHION} not found: install the Debian package dataset-fashion-mnist "
+          "(scripts/install-test-deps.sh does)", file=sys.stderr)
+    return False
+
+
+def write_results(name: str, doc: dict, markdown: str) -> None:
+    """bench/results/NAME.json and NAME.md, and the table on stdout."""
+    from edgeopt.outputs import write_text
+
+    out = REPO / "bench" / "results"
+    write_text(out / f"{name}.json", json.dumps(doc, indent=2) + "\n")
+    write_text(out / f"{name}.md", markdown)
+    print(markdown)
+
+
 def wilson(p: float, n: int) -> tuple[float, float]:
     z = 1.96
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
@@ -157,9 +176,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="fine-tuning epochs after pruning")
     args = parser.parse_args(argv)
     EPOCHS = args.epochs
-    if not (FASHION / "train-images-idx3-ubyte.gz").exists():
-        print(f"{FASHION} not found: install the Debian package dataset-fashion-mnist "
-              "(scripts/install-test-deps.sh does)", file=sys.stderr)
+    if not fashion_present():
         return 1
     log = lambda m: print(m, flush=True)  # noqa: E731
     info = fr.trained(CACHE, log=log)
@@ -223,12 +240,7 @@ def main(argv=None) -> int:
                         "augment": "2-pixel shifts, flips", "data": "60,000 Fashion-MNIST training images"},
            "test_images": 10000, "rows": rows, "checks": checks,
            "latency": {"rounds": timing["rounds"], "runs_per_round": timing["runs_per_round"], "threads": 1}}
-    from edgeopt.outputs import write_text
-
-    out = REPO / "bench" / "results"
-    write_text(out / "prune.json", json.dumps(doc, indent=2) + "\n")
-    write_text(out / "prune.md", to_markdown(doc))
-    print(to_markdown(doc))
+    write_results("prune", doc, to_markdown(doc))
     return 0
 
 

@@ -139,6 +139,18 @@ PRUNE_LATENCY_OPT = typer.Option(0.0, "--prune-latency", metavar="F", help="or p
                                  "unpruned model's, e.g. 0.5", rich_help_panel=PRN)
 CHANNELS_OPT = typer.Option(None, "--channels", metavar="REPORT.json", help="replay an earlier pruning exactly: the "
                             "channels each layer kept, from its report.json (no target needed)", rich_help_panel=PRN)
+# The data and preprocessing options of the commands that train and write one model (prune, distill); compress
+# has its own, with longer help texts and the calibration flags.
+VAL_OPT = typer.Option(None, "--val", metavar="DATA", help="validation data", rich_help_panel=DAT)
+VAL_LABELS_OPT = typer.Option(None, "--val-labels", metavar="FILE", help="labels of --val", rich_help_panel=DAT)
+TRAIN_CALIB_OPT = typer.Option(None, "--calib", metavar="DATA", help="samples for the parity check and the report "
+                               "(default: a seeded pick of --data's training part)", rich_help_panel=PRE)
+VALUE_RANGE_OPT = typer.Option(None, "--value-range", metavar="LO,HI", help="map pixels 0..255 onto LO,HI (default "
+                               "0,1)", rich_help_panel=PRE)
+MEAN_OPT = typer.Option(None, "--mean", metavar="M[,M,M]", help="per-channel mean (default 0)", rich_help_panel=PRE)
+STD_OPT = typer.Option(None, "--std", metavar="S[,S,S]", help="per-channel std (default 1)", rich_help_panel=PRE)
+INPUT_SHAPE_OPT = typer.Option([], "--input-shape", metavar="NAME:DIMS", help="fix dynamic dims, e.g. "
+                               "`input:1,3,224,224`", rich_help_panel=IMP)
 DST = "Distillation"
 ALPHA_OPT = typer.Option(0.9, "--alpha", help="weight of the soft targets (kd); the labels' cross-entropy gets "
                          "1 - alpha (without labels: the soft targets alone)", rich_help_panel=DST)
@@ -526,20 +538,9 @@ def prune(
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="labels of --data; without "
                                           "labels the original model's outputs are the targets",
                                           rich_help_panel=DAT),
-    val: Optional[Path] = typer.Option(None, "--val", metavar="DATA", help="validation data", rich_help_panel=DAT),
-    val_labels: Optional[Path] = typer.Option(None, "--val-labels", metavar="FILE", help="labels of --val",
-                                              rich_help_panel=DAT),
-    calib: Optional[Path] = typer.Option(None, "--calib", metavar="DATA", help="samples for the parity check and "
-                                         "the report (default: a seeded pick of --data's training part)",
-                                         rich_help_panel=PRE),
-    value_range: Optional[str] = typer.Option(None, "--value-range", metavar="LO,HI", help="map pixels 0..255 "
-                                              "onto LO,HI (default 0,1)", rich_help_panel=PRE),
-    mean: Optional[str] = typer.Option(None, "--mean", metavar="M[,M,M]", help="per-channel mean (default 0)",
-                                       rich_help_panel=PRE),
-    std: Optional[str] = typer.Option(None, "--std", metavar="S[,S,S]", help="per-channel std (default 1)",
-                                      rich_help_panel=PRE),
-    input_shape: List[str] = typer.Option([], "--input-shape", metavar="NAME:DIMS", help="fix dynamic dims, e.g. "
-                                          "`input:1,3,224,224`", rich_help_panel=IMP),
+    val: Optional[Path] = VAL_OPT, val_labels: Optional[Path] = VAL_LABELS_OPT,
+    calib: Optional[Path] = TRAIN_CALIB_OPT, value_range: Optional[str] = VALUE_RANGE_OPT,
+    mean: Optional[str] = MEAN_OPT, std: Optional[str] = STD_OPT, input_shape: List[str] = INPUT_SHAPE_OPT,
     epochs: int = typer.Option(1, "--epochs", help="fine-tuning epochs after each pruning step (0: none)",
                                rich_help_panel=TRN),
     batch_size: int = BATCH_OPT, lr: float = LR_OPT, optimizer: Literal["adamw", "adam", "sgd"] = OPTIMIZER_OPT,
@@ -601,20 +602,9 @@ def distill(
                               rich_help_panel=DAT),
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="labels of --data; without labels "
                                           "the student learns the teacher's outputs alone", rich_help_panel=DAT),
-    val: Optional[Path] = typer.Option(None, "--val", metavar="DATA", help="validation data", rich_help_panel=DAT),
-    val_labels: Optional[Path] = typer.Option(None, "--val-labels", metavar="FILE", help="labels of --val",
-                                              rich_help_panel=DAT),
-    calib: Optional[Path] = typer.Option(None, "--calib", metavar="DATA", help="samples for the parity check and "
-                                         "the report (default: a seeded pick of --data's training part)",
-                                         rich_help_panel=PRE),
-    value_range: Optional[str] = typer.Option(None, "--value-range", metavar="LO,HI", help="map pixels 0..255 "
-                                              "onto LO,HI (default 0,1)", rich_help_panel=PRE),
-    mean: Optional[str] = typer.Option(None, "--mean", metavar="M[,M,M]", help="per-channel mean (default 0)",
-                                       rich_help_panel=PRE),
-    std: Optional[str] = typer.Option(None, "--std", metavar="S[,S,S]", help="per-channel std (default 1)",
-                                      rich_help_panel=PRE),
-    input_shape: List[str] = typer.Option([], "--input-shape", metavar="NAME:DIMS", help="fix dynamic dims, e.g. "
-                                          "`input:1,3,224,224`", rich_help_panel=IMP),
+    val: Optional[Path] = VAL_OPT, val_labels: Optional[Path] = VAL_LABELS_OPT,
+    calib: Optional[Path] = TRAIN_CALIB_OPT, value_range: Optional[str] = VALUE_RANGE_OPT,
+    mean: Optional[str] = MEAN_OPT, std: Optional[str] = STD_OPT, input_shape: List[str] = INPUT_SHAPE_OPT,
     epochs: int = EPOCHS_OPT, batch_size: int = BATCH_OPT, lr: float = LR_OPT,
     optimizer: Literal["adamw", "adam", "sgd"] = OPTIMIZER_OPT, momentum: float = MOMENTUM_OPT,
     weight_decay: float = WD_OPT, schedule: Literal["cosine", "constant"] = SCHEDULE_OPT,

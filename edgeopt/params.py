@@ -235,11 +235,10 @@ class DistillParams(TrainParams):
         super().__post_init__()
         if not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        from .distillation.students import STUDENTS
+        from .distillation.students import STUDENTS, student
+        from .errors import RecipeError
 
-        if self.student not in STUDENTS:
-            import difflib
-
-            close = difflib.get_close_matches(self.student, STUDENTS, n=1)
-            raise ValueError(f"unknown student {self.student!r}" + (f" (did you mean {close[0]!r}?)" if close
-                                                                      else "") + f"; choose {', '.join(STUDENTS)}")
+        try:
+            student(self.student)
+        except RecipeError as exc:
+            raise ValueError(f"{exc.args[0].splitlines()[0]}; choose {', '.join(STUDENTS)}") from None

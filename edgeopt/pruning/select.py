@@ -2,8 +2,9 @@
 
 Importance (summed over every layer of a unit's group): ``l1``/``l2``, the norm of each filter that creates the
 unit plus the norm of the weights that read it (the input-channel slices of the convs and Dense layers after it,
-as Torch-Pruning's magnitude importance sums over a whole dependency group); ``bn``, the absolute BatchNorm scale of the unit's channels (network slimming; L1 where a group has no
-BatchNorm). Scores are divided by their group's mean, so one global threshold can rank units of different groups.
+as Torch-Pruning's magnitude importance sums over a whole dependency group); ``bn``, the absolute BatchNorm scale
+of the unit's channels (network slimming; L1 where a group has no BatchNorm). Scores are divided by their group's
+mean, so one global threshold can rank units of different groups.
 
 Widths are rounded up to multiples of ``round_to`` (channel counts that XNNPACK and GPU kernels handle best) and
 never below it.

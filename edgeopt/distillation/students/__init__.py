@@ -27,27 +27,12 @@ class Student:
     make: Callable
 
 
-def _v2(width):
+def _lazy(module: str, **options):
+    """The builder of ``module`` with ``options`` (width, size), imported when first called."""
     def make(shape, classes, small, name):
-        from .mobilenet_v2 import build
+        from importlib import import_module
 
-        return build(shape, classes, width=width, small=small, name=name)
-    return make
-
-
-def _v3(size):
-    def make(shape, classes, small, name):
-        from .mobilenet_v3 import build
-
-        return build(shape, classes, size=size, small=small, name=name)
-    return make
-
-
-def _shuffle(width):
-    def make(shape, classes, small, name):
-        from .shufflenet_v2 import build
-
-        return build(shape, classes, width=width, small=small, name=name)
+        return import_module(f"{__name__}.{module}").build(shape, classes, small=small, name=name, **options)
     return make
 
 
@@ -55,18 +40,18 @@ _V2 = "MobileNetV2 (Sandler et al. 2018), the authors' table of MACs and paramet
 _V3 = "MobileNetV3 (Howard et al. 2019), Table 3"
 _SH = "ShuffleNetV2 (Ma et al. 2018), Table 5"
 STUDENTS: dict[str, Student] = {s.name: s for s in (
-    Student("mobilenet_v2_035", "MobileNetV2", 0.35, 1.66, 59, _V2, _v2(0.35)),
-    Student("mobilenet_v2_050", "MobileNetV2", 0.5, 1.95, 97, _V2, _v2(0.5)),
-    Student("mobilenet_v2_075", "MobileNetV2", 0.75, 2.61, 209, _V2, _v2(0.75)),
-    Student("mobilenet_v2_100", "MobileNetV2", 1.0, 3.47, 300, _V2, _v2(1.0)),
-    Student("mobilenet_v2_130", "MobileNetV2", 1.3, 5.34, 509, _V2, _v2(1.3)),
-    Student("mobilenet_v2_140", "MobileNetV2", 1.4, 6.06, 582, _V2, _v2(1.4)),
-    Student("mobilenet_v3_small", "MobileNetV3-Small", 1.0, 2.5, 56, _V3, _v3("small")),
-    Student("mobilenet_v3_large", "MobileNetV3-Large", 1.0, 5.4, 219, _V3, _v3("large")),
-    Student("shufflenet_v2_x0_5", "ShuffleNetV2", 0.5, 1.4, 41, _SH, _shuffle(0.5)),
-    Student("shufflenet_v2_x1_0", "ShuffleNetV2", 1.0, 2.3, 146, _SH, _shuffle(1.0)),
-    Student("shufflenet_v2_x1_5", "ShuffleNetV2", 1.5, 3.5, 299, _SH, _shuffle(1.5)),
-    Student("shufflenet_v2_x2_0", "ShuffleNetV2", 2.0, 7.4, 591, _SH, _shuffle(2.0)),
+    Student("mobilenet_v2_035", "MobileNetV2", 0.35, 1.66, 59, _V2, _lazy("mobilenet_v2", width=0.35)),
+    Student("mobilenet_v2_050", "MobileNetV2", 0.5, 1.95, 97, _V2, _lazy("mobilenet_v2", width=0.5)),
+    Student("mobilenet_v2_075", "MobileNetV2", 0.75, 2.61, 209, _V2, _lazy("mobilenet_v2", width=0.75)),
+    Student("mobilenet_v2_100", "MobileNetV2", 1.0, 3.47, 300, _V2, _lazy("mobilenet_v2", width=1.0)),
+    Student("mobilenet_v2_130", "MobileNetV2", 1.3, 5.34, 509, _V2, _lazy("mobilenet_v2", width=1.3)),
+    Student("mobilenet_v2_140", "MobileNetV2", 1.4, 6.06, 582, _V2, _lazy("mobilenet_v2", width=1.4)),
+    Student("mobilenet_v3_small", "MobileNetV3-Small", 1.0, 2.5, 56, _V3, _lazy("mobilenet_v3", size="small")),
+    Student("mobilenet_v3_large", "MobileNetV3-Large", 1.0, 5.4, 219, _V3, _lazy("mobilenet_v3", size="large")),
+    Student("shufflenet_v2_x0_5", "ShuffleNetV2", 0.5, 1.4, 41, _SH, _lazy("shufflenet_v2", width=0.5)),
+    Student("shufflenet_v2_x1_0", "ShuffleNetV2", 1.0, 2.3, 146, _SH, _lazy("shufflenet_v2", width=1.0)),
+    Student("shufflenet_v2_x1_5", "ShuffleNetV2", 1.5, 3.5, 299, _SH, _lazy("shufflenet_v2", width=1.5)),
+    Student("shufflenet_v2_x2_0", "ShuffleNetV2", 2.0, 7.4, 591, _SH, _lazy("shufflenet_v2", width=2.0)),
 )}
 
 
