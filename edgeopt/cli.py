@@ -156,6 +156,14 @@ ALPHA_OPT = typer.Option(0.9, "--alpha", help="weight of the soft targets (kd); 
                          "1 - alpha (without labels: the soft targets alone)", rich_help_panel=DST)
 SMALL_INPUT_OPT = typer.Option("auto", "--small-input", help="the student stem that keeps resolution (CIFAR-style); "
                                "auto: for inputs under 64 pixels a side", rich_help_panel=DST)
+HINT_OPT = typer.Option(None, "--hint", metavar="LAYER", help="also learn this teacher layer's feature map (hint "
+                        "distillation, through a 1x1 adapter); a Keras layer name of the import or its ONNX node "
+                        "name", rich_help_panel=DST)
+HINT_STUDENT_OPT = typer.Option(None, "--hint-student", metavar="LAYER", help="the student layer that learns the "
+                                "hint (default: the deepest one of the teacher layer's size, or a multiple of it)",
+                                rich_help_panel=DST)
+HINT_WEIGHT_OPT = typer.Option(1.0, "--hint-weight", help="weight of the hint term (the feature map's squared error "
+                               "relative to the teacher's mean square)", rich_help_panel=DST)
 LAT = "Latency target (--prune-latency; the options of `edgeopt bench`)"
 SSH_OPT = typer.Option(None, "--ssh", metavar="HOST", help="measure on this board over ssh", rich_help_panel=LAT)
 SSH_USER_OPT = typer.Option(None, "--ssh-user", metavar="USER", rich_help_panel=LAT)
@@ -230,10 +238,12 @@ def _prune_values(train: dict, prune_macs, prune_ratio, importance, round_to, ma
     return {k: getattr(params, k) for k in values}
 
 
-def _distill_values(train: dict, student: str, alpha: float, small_input: str) -> dict:
+def _distill_values(train: dict, student: str, alpha: float, small_input: str, hint: str | None = None,
+                    hint_student: str | None = None, hint_weight: float = 1.0) -> dict:
     from .params import DistillParams
 
-    values = {**train, "student": student, "alpha": alpha, "small_input": small_input}
+    values = {**train, "student": student, "alpha": alpha, "small_input": small_input, "hint": hint or "",
+              "hint_student": hint_student or "", "hint_weight": hint_weight}
     params = _checked(DistillParams, values)
     return {k: getattr(params, k) for k in values}
 
@@ -348,6 +358,8 @@ def compress(
                                           "student (`edgeopt students`) on --data, then go on with the student",
                                           rich_help_panel=DST),
     alpha: float = ALPHA_OPT, small_input: Literal["auto", "yes", "no"] = SMALL_INPUT_OPT,
+    hint: Optional[str] = HINT_OPT, hint_student: Optional[str] = HINT_STUDENT_OPT,
+    hint_weight: float = HINT_WEIGHT_OPT,
     prune_macs: float = PRUNE_MACS_OPT, prune_ratio: float = PRUNE_RATIO_OPT,
     importance: Literal["l1", "l2", "bn", "taylor"] = IMPORTANCE_OPT, round_to: int = ROUND_TO_OPT,
     max_layer_ratio: float = MAX_LAYER_OPT, skip_layers: Optional[str] = SKIP_LAYERS_OPT,
@@ -412,8 +424,11 @@ def compress(
 
         params = _checked(TrainParams, train_raw)
         calls.append(StageCall("train.finetune", {k: getattr(params, k) for k in train_raw}))
+    if (hint or hint_student) and not distill:
+        raise typer.BadParameter("--hint and --hint-student belong to distillation: give --distill STUDENT")
     if distill:
-        calls.append(StageCall("distill", _distill_values(train_raw, distill, alpha, small_input)))
+        calls.append(StageCall("distill", _distill_values(train_raw, distill, alpha, small_input, hint, hint_student,
+                                                               hint_weight)))
     if prune_macs or prune_ratio or prune_latency or channels:
         latency = _latency_values(prune_latency, "int8" if precision == "int8" else "fp32", num_threads, ssh,
                                   ssh_user, ssh_port, identity, known_hosts, remote_python, android,
@@ -597,7 +612,8 @@ def distill(
     output: Path = typer.Option(..., "-o", "--output", metavar="OUT.keras|OUT.tflite", help="the trained student: "
                                 "`.keras`/`.h5`, or `.tflite` (FP32, with a report beside it)"),
     alpha: float = ALPHA_OPT, temperature: float = TEMPERATURE_OPT,
-    small_input: Literal["auto", "yes", "no"] = SMALL_INPUT_OPT,
+    small_input: Literal["auto", "yes", "no"] = SMALL_INPUT_OPT, hint: Optional[str] = HINT_OPT,
+    hint_student: Optional[str] = HINT_STUDENT_OPT, hint_weight: float = HINT_WEIGHT_OPT,
     data: Path = typer.Option(..., "--data", metavar="DATA", help="training data (class folders, idx, .npy/.npz)",
                               rich_help_panel=DAT),
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="labels of --data; without labels "
@@ -625,6 +641,9 @@ def distill(
     teacher's outputs are the only targets)
 
     * `edgeopt compress resnet.onnx --distill mobilenet_v2_035 --data train/ --int8` (distill, then INT8)
+
+    * `edgeopt distill resnet.onnx --student mobilenet_v2_035 --hint /layers/layers.3/relu_1/Relu --data train/
+    --labels labels.txt -o student.keras` (the student also learns that teacher layer's feature map)
     """
     from .params import ImportParams, ReportParams
     from .pipeline import StageCall
@@ -636,7 +655,8 @@ def distill(
                         checkpoint_dir, resume)
     imp = _checked(ImportParams, dict(input_shape=tuple(input_shape)))
     calls = [StageCall("import", {"input_shape": imp.input_shape}),
-             StageCall("distill", _distill_values(train, student, alpha, small_input))]
+             StageCall("distill", _distill_values(train, student, alpha, small_input, hint, hint_student,
+                                                         hint_weight))]
     if output.suffix.lower() == ".tflite":
         calls.append(StageCall("convert.tflite", {"precision": "fp32"}))
     _run_and_print(model, calls, output=output, data=data_params, report=ReportParams(), profile=False)

@@ -230,11 +230,21 @@ class DistillParams(TrainParams):
                            "(without labels: kd alone)")
     small_input: Literal["auto", "yes", "no"] = _f("auto", "the stem that keeps resolution (CIFAR-style): auto for "
                                                            "inputs under 64 pixels a side")
+    hint: str = _f("", "feature (hint) distillation: the teacher layer whose feature map a student layer learns "
+                       "through a 1x1 adapter (a Keras layer name of the import, or its ONNX node name)")
+    hint_student: str = _f("", "the student layer of the hint (default: the deepest one with the teacher layer's "
+                               "height and width, or a multiple of them)")
+    hint_weight: float = _f(1.0, "weight of the hint term (the feature map's squared error relative to the "
+                                 "teacher's mean square)")
 
     def __post_init__(self):
         super().__post_init__()
         if not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.hint_weight <= 0:
+            raise ValueError(f"hint_weight must be positive, got {self.hint_weight}")
+        if self.hint_student and not self.hint:
+            raise ValueError("hint_student names the student's side of a hint: give hint (the teacher layer) too")
         from .distillation.students import STUDENTS, student
         from .errors import RecipeError
 

@@ -125,10 +125,11 @@ def run(
                 rep, paths = _report(ctx, artifact, out, report, prof)
         trained = [a.metrics["training"] for a in ctx.history if a.metrics.get("training")]
         pruned = [a.metrics["pruning"] for a in ctx.history if a.metrics.get("pruning")]
+        distilled = [a.metrics["distillation"] for a in ctx.history if a.metrics.get("distillation")]
         result = RunResult(artifact=artifact, output=out if ctx.chief else None, report=rep, report_paths=paths,
                            profile=prof.to_dict(), training=trained[-1] if trained else None,
                            pruning=pruned[-1] if pruned else None,
-                           distillation=artifact.metrics.get("distillation"))
+                           distillation=distilled[-1] if distilled else None)
         if ctx.chief and ctx.checkpoint_root is not None and not any(p.checkpoint_dir for p in training):
             shutil.rmtree(ctx.checkpoint_root, ignore_errors=True)  # the run is complete: nothing left to resume
     finally:

@@ -44,6 +44,23 @@ def _fp32_reference(ctx: Context, keras_art: Artifact, report: dict) -> Artifact
     return converted
 
 
+def _teacher_reference(ctx: Context, report: dict) -> Artifact | None:
+    """The FP32 `.tflite` of the teacher a ``distill`` stage learned from (the Keras model it was given), converted
+    now; None for a run without distillation or when that conversion fails (recorded in the report)."""
+    at = next((i for i, a in enumerate(ctx.history) if "distillation" in a.metrics), None)
+    teacher = _last(ctx.history[:at], "keras") if at else None
+    if teacher is None:
+        return None
+    from .params import ConvertParams
+    from .profiling import step
+    from .stages import convert_tflite
+
+    converted = None
+    with measuring(report, "convert.tflite (teacher fp32)", None), step("convert.tflite (teacher fp32)"):
+        converted = convert_tflite(teacher, ConvertParams(precision="fp32"), ctx)
+    return converted
+
+
 def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
     """Measure the last `.tflite` of the run against its FP32 reference; returns the JSON-able report.
 
@@ -72,6 +89,12 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
         parsed = _analysis(columns, models)
     if len(columns) == 2:
         report["size_ratio"] = columns[final.meta["precision"]]["size_bytes"] / columns["fp32"]["size_bytes"]
+    teacher = _teacher_reference(ctx, report)  # a distilled student is timed beside its teacher
+    if teacher is not None:
+        models["teacher fp32"] = teacher
+        columns["teacher fp32"] = {"size_bytes": teacher.path.stat().st_size}
+        with measuring(report, "analysis", "reading the teacher's .tflite"):
+            parsed.update(_analysis(columns, {"teacher fp32": teacher}))
     runs = f"{params.latency_runs} runs each, {params.num_threads} thread"
     with measuring(report, "latency", f"timing {' and '.join(models)} interleaved ({runs})"):
         _latency(report, columns, models, params)
@@ -284,7 +307,7 @@ def latency_plot(report: dict) -> str:
     agree = [r["top1_agreement"] for r in report["fidelity"] or [] if "top1_agreement" in r]
     accuracy = None
     if agree and len(report["timing"]["models"]) > 1:
-        accuracy = {label: 1.0 for label in report["timing"]["models"]}
+        accuracy = {label: 1.0 for label in report["timing"]["models"] if label != "teacher fp32"}
         accuracy[report["precision"]] = min(agree)
     return latency_svg(report["timing"], accuracy=accuracy, accuracy_label="top-1 agreement with FP32")
 
@@ -410,6 +433,19 @@ def distillation_lines(report: dict) -> list[str]:
              "", f"The student has {100 * d['macs_ratio']:.1f} % of the teacher's MACs. The accuracy and "
                  "fidelity tables above compare the original model (the teacher) with the student's .tflite "
                  "files; the training section has the learning curves.", ""]
+    if d.get("hint"):
+        h = d["hint"]
+        lines[-1:-1] = [f"Hint: the student's `{h['student_layer']}` {h['student_shape']} learns the teacher's "
+                        f"`{h['teacher_layer']}` {h['teacher_shape']} through a 1x1 adapter"
+                        + (f" after {h['pool']}x{h['pool']} average pooling" if h["pool"] > 1 else "")
+                        + f" (weight {h['weight']:g}; the adapter is dropped after training).", ""]
+    timed = {k: m["latency"]["median_ms"] for k, m in report.get("models", {}).items() if m.get("latency")}
+    if "teacher fp32" in timed:
+        mine = [(k, v) for k, v in timed.items() if k != "teacher fp32"]
+        t = timed["teacher fp32"]
+        lines += ["Latency on this host, the teacher's FP32 .tflite timed in the same interleaved run: teacher "
+                  f"{t:.3f} ms, " + ", ".join(f"student {k} {v:.3f} ms ({t / v:.1f}x faster)" for k, v in mine)
+                  + ".", ""]
     return lines
 
 

@@ -111,15 +111,16 @@ def latency_svg(timing: Mapping, *, accuracy: Mapping[str, float] | None = None,
     size_mb = [models[k]["size_bytes"] / 1e6 for k in labels]
     panels = 2 if accuracy else 1
     body: list[str] = []
-    if accuracy:
-        acc = [float(accuracy[k]) for k in labels]
-        panel = _Panel(0, latency, acc)
+    if accuracy:  # models without an accuracy figure (a distilled student's teacher) are only in the size panel
+        shown = [i for i, k in enumerate(labels) if k in accuracy]
+        acc = [float(accuracy[labels[i]]) for i in shown]
+        panel = _Panel(0, [latency[i] for i in shown], acc)
         body += panel.axes(f"median latency vs {accuracy_label} (area ∝ size)", "median latency (ms)",
                            accuracy_label)
-        biggest = max(size_mb) or 1.0
+        biggest = max(size_mb[i] for i in shown) or 1.0
         # Area ∝ size: the largest model gets radius 16 px, the others sqrt-proportionally (at least 4 px).
-        body += [panel.point(x, y, k, max(4.0, 16.0 * math.sqrt(s / biggest)))
-                 for k, x, y, s in zip(labels, latency, acc, size_mb)]
+        body += [panel.point(latency[i], y, labels[i], max(4.0, 16.0 * math.sqrt(size_mb[i] / biggest)))
+                 for i, y in zip(shown, acc)]
     panel = _Panel(PANEL_W * (panels - 1), size_mb, latency)
     body += panel.axes("median latency vs file size", "file size (MB)", "median latency (ms)")
     body += [panel.point(x, y, k, 5.0) for k, x, y in zip(labels, size_mb, latency)]

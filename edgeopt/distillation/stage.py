@@ -1,6 +1,6 @@
 """The ``distill`` stage: a student from the zoo, trained through the shared trainer to imitate the model it gets
 (the teacher) — soft targets at temperature T mixed with the labels by alpha, or the teacher's outputs alone when
-there are no labels.
+there are no labels; optionally also a teacher layer's feature map (a hint, :mod:`.hint`).
 
 The teacher is the model as imported (onnxruntime on its ONNX file, or the Keras model), or the Keras model of an
 earlier training stage. Its outputs are computed once when nothing is augmented, per batch otherwise. In
@@ -50,16 +50,32 @@ def distill(artifact: Artifact, params: DistillParams, ctx: Context) -> Artifact
         student = k.Model(student.inputs, k.layers.Softmax(name="probabilities")(student.outputs[0]),
                           name=student.name)
     objective = objective_for(student, meta, run, has_labels=has_labels)
+    plain = objective  # the teacher's own validation: no hint output
+    hint = None
+    if params.hint:  # the teacher's features come from its Keras model (the import, equal to the ONNX file)
+        from .hint import hint_models
+
+        hint = hint_models(teacher_model, student, params.hint, params.hint_student, weight=params.hint_weight)
+        teacher = Teacher(None, hint.teacher, tuple(meta["inputs"]), tuple(meta["outputs"]))
+        objective = replace(objective, terms=(*objective.terms, ("hint", params.hint_weight)), hint=True)
     if params.patience and ctx.data.val is None and has_labels:
         ctx.warn("early stopping chooses the best epoch on the validation split that the report's accuracy is "
                  "also measured on, so that accuracy is optimistic; give --val DATA for an independent figure")
-    data = prepare_data(ctx, meta, run, teacher=teacher, needs_teacher=any(n == "kd" for n, _ in objective.terms))
+    data = prepare_data(ctx, meta, run, teacher=teacher,
+                        needs_teacher=any(n in ("kd", "hint") for n, _ in objective.terms))
     teacher_val = None
     if data.val is not None and data.val.labels is not None:
-        teacher_val = evaluate(teacher_model, data.val, objective)
-    result = train(student, data, run, objective=objective,
+        teacher_val = evaluate(teacher_model, data.val, plain)
+    result = train(student if hint is None else hint.net, data, run, objective=objective,
                    checkpoint_dir=checkpoint_folder(ctx, run, "distill"),
                    title=f"distilling into {params.student}")
+    if hint is not None:  # the adapter only served the training
+        from edgeopt.train.trainer import weights_digest
+
+        from .hint import without_adapter
+
+        result.model = without_adapter(result.model, hint.outputs)
+        result.summary["weights_sha256"] = weights_digest(result.model)
     ctx.chief = ctx.chief and result.chief
     path = ctx.workdir / f"{artifact.path.stem}_{params.student}.keras"
     _save_keras(result.model, path)
@@ -68,8 +84,10 @@ def distill(artifact: Artifact, params: DistillParams, ctx: Context) -> Artifact
     report = {"student": params.student, "input": list(shape), "classes": classes,
               "small_input_stem": bool(small if small is not None else min(shape[:2]) < 64),
               "mode": "label-free (the teacher's outputs only)" if not has_labels else
-              f"labels and soft targets (alpha {params.alpha:g})", "loss": list(run.loss),
-              "temperature": params.temperature, "teacher": teacher.name,
+              f"labels and soft targets (alpha {params.alpha:g})", "loss": [*run.loss, *([f"hint={params.hint_weight:g}"] if hint else [])],
+              "temperature": params.temperature,
+              "teacher": teacher.name if hint is None else "Keras (the import, which also gives the hint layer)",
+              "hint": None if hint is None else hint.info,
               "teacher_params": before["params"], "teacher_macs": before["macs"],
               "student_params": after["params"], "student_macs": after["macs"],
               "macs_ratio": after["macs"] / max(before["macs"], 1),

@@ -1,5 +1,5 @@
 """The trainer's loss terms: cross-entropy on labels, soft-target KL at a temperature, MSE to a teacher's outputs,
-and their weighted sum.
+the relative error of a hint feature map (distillation), and their weighted sum.
 
 Each term returns one loss per example; the trainer divides their sum by the *global* batch size, so one replica
 and N replicas of a mirrored strategy compute the same gradient.
@@ -70,3 +70,12 @@ def mse(tf, outputs, targets):
     terms = [tf.reduce_mean(tf.reshape(tf.square(o - t), [tf.shape(o)[0], -1]), axis=-1)
              for o, t in zip(outputs, targets)]
     return tf.add_n(terms) / float(len(terms))
+
+
+def feature_error(tf, features, targets):
+    """Per-example squared error of a feature map relative to the target's mean square: scale-free, so one weight
+    suits teachers whose features are small or large (1.0 for a zero map, 0.0 for a perfect one)."""
+    n = tf.shape(features)[0]
+    diff = tf.reduce_mean(tf.reshape(tf.square(features - targets), [n, -1]), axis=-1)
+    scale = tf.reduce_mean(tf.reshape(tf.square(targets), [n, -1]), axis=-1)
+    return diff / (scale + 1e-6)

@@ -46,6 +46,7 @@ class Objective:
     probabilities: bool = False  # the classifier output is a softmax already (its log is used as logits)
     temperature: float = 4.0
     smoothing: float = 0.0
+    hint: bool = False  # the model's last output is a hint feature map, the teacher's last target its own
 
     def describe(self) -> str:
         return " + ".join(f"{w:g}·{n}" + (f"(T={self.temperature:g})" if n == "kd" else "") for n, w in self.terms)
@@ -265,8 +266,11 @@ def _per_example(tf_, outputs, labels, targets, objective: Objective):
             z = L.to_logits(tf_, tf_.reshape(outputs[objective.output], [n, -1]), objective.probabilities)
             zt = L.to_logits(tf_, tf_.reshape(targets[objective.output], [n, -1]), objective.probabilities)
             term = L.soft_kl(tf_, z, zt, temperature=objective.temperature)
+        elif name == "hint":
+            term = L.feature_error(tf_, outputs[-1], targets[-1])
         else:
-            term = L.mse(tf_, outputs, targets)
+            own = len(outputs) - objective.hint  # the hint's feature map is not an output of the model
+            term = L.mse(tf_, outputs[:own], targets[:own])
         total = weight * term if total is None else total + weight * term
     return total
 
