@@ -139,8 +139,23 @@ PRUNE_LATENCY_OPT = typer.Option(0.0, "--prune-latency", metavar="F", help="or p
                                  "unpruned model's, e.g. 0.5", rich_help_panel=PRN)
 CHANNELS_OPT = typer.Option(None, "--channels", metavar="REPORT.json", help="replay an earlier pruning exactly: the "
                             "channels each layer kept, from its report.json (no target needed)", rich_help_panel=PRN)
-# The data and preprocessing options of the commands that train and write one model (prune, distill); compress
-# has its own, with longer help texts and the calibration flags.
+# The calibration and preprocessing options (compress, inspect --sensitivity).
+CALIB_OPT = typer.Option(None, "--calib", metavar="DATA", help="image folder, .npy/.npz (preprocessed, original "
+                         "layout) or idx file", rich_help_panel=PRE)
+CALIB_SAMPLES_OPT = typer.Option(256, "--calib-samples", help="samples to read (a seeded random choice when there "
+                                 "are more)", rich_help_panel=PRE)
+HOLDOUT_OPT = typer.Option(0.2, "--holdout", help="fraction held back to measure fidelity", rich_help_panel=PRE)
+SIZE_OPT = typer.Option(None, "--size", metavar="H[,W]", help="resize images to H or H,W (default: the model "
+                        "input's size)", rich_help_panel=PRE)
+CALIB_MEAN_OPT = typer.Option(None, "--mean", metavar="M[,M,M]", help="per-channel mean, e.g. 0.485,0.456,0.406 "
+                              "(default 0)", rich_help_panel=PRE)
+CALIB_STD_OPT = typer.Option(None, "--std", metavar="S[,S,S]", help="per-channel std, e.g. 0.229,0.224,0.225 "
+                             "(default 1)", rich_help_panel=PRE)
+CHANNEL_ORDER_OPT = typer.Option("rgb", "--channel-order", help="channel order the model expects",
+                                 rich_help_panel=PRE)
+RESIZE_OPT = typer.Option("center-crop", "--resize", help="center-crop keeps the aspect ratio; stretch resizes the "
+                          "whole image", rich_help_panel=PRE)
+# The data and preprocessing options of the commands that train and write one model (prune, distill).
 VAL_OPT = typer.Option(None, "--val", metavar="DATA", help="validation data", rich_help_panel=DAT)
 VAL_LABELS_OPT = typer.Option(None, "--val-labels", metavar="FILE", help="labels of --val", rich_help_panel=DAT)
 TRAIN_CALIB_OPT = typer.Option(None, "--calib", metavar="DATA", help="samples for the parity check and the report "
@@ -150,12 +165,15 @@ VALUE_RANGE_OPT = typer.Option(None, "--value-range", metavar="LO,HI", help="map
 MEAN_OPT = typer.Option(None, "--mean", metavar="M[,M,M]", help="per-channel mean (default 0)", rich_help_panel=PRE)
 STD_OPT = typer.Option(None, "--std", metavar="S[,S,S]", help="per-channel std (default 1)", rich_help_panel=PRE)
 INPUT_SHAPE_OPT = typer.Option([], "--input-shape", metavar="NAME:DIMS", help="fix dynamic dims, e.g. "
-                               "`input:1,3,224,224`", rich_help_panel=IMP)
+                               "`input:1,3,224,224` (repeatable; a dynamic batch becomes 1)", rich_help_panel=IMP)
 DST = "Distillation"
 ALPHA_OPT = typer.Option(0.9, "--alpha", help="weight of the soft targets (kd); the labels' cross-entropy gets "
                          "1 - alpha (without labels: the soft targets alone)", rich_help_panel=DST)
 SMALL_INPUT_OPT = typer.Option("auto", "--small-input", help="the student stem that keeps resolution (CIFAR-style); "
                                "auto: for inputs under 64 pixels a side", rich_help_panel=DST)
+SENSITIVITY_OPT = typer.Option(False, "--sensitivity", help="per-op INT8 sensitivity on the held-back samples: "
+                               "each op's error and the fidelity with that op alone in float, most damaging first "
+                               "(INT8 output)", rich_help_panel="Report")
 HINT_OPT = typer.Option(None, "--hint", metavar="LAYER", help="also learn this teacher layer's feature map (hint "
                         "distillation, through a 1x1 adapter); a Keras layer name of the import or its ONNX node "
                         "name", rich_help_panel=DST)
@@ -296,8 +314,7 @@ def compress(
                                                                 "model's inputs and outputs", rich_help_panel=QNT),
     per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="weight scales per output channel "
                                      "or one per tensor", rich_help_panel=QNT),
-    calib: Optional[Path] = typer.Option(None, "--calib", metavar="DATA", help="image folder, .npy/.npz "
-                                         "(preprocessed, original layout) or idx file", rich_help_panel=PRE),
+    calib: Optional[Path] = CALIB_OPT,
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="labels of the --data samples "
                                           "(of --calib without --data): idx label file, .npy integers or an .npz "
                                           "holding `y` (class folders and an .npz with `y` carry their own); "
@@ -307,26 +324,11 @@ def compress(
                                        rich_help_panel=ACC),
     val_labels: Optional[Path] = typer.Option(None, "--val-labels", metavar="FILE", help="labels of --val "
                                               "(idx, .npy, .npz `y`)", rich_help_panel=ACC),
-    calib_samples: int = typer.Option(256, "--calib-samples", help="samples to read (a seeded random choice when "
-                                      "there are more)", rich_help_panel=PRE),
-    holdout: float = typer.Option(0.2, "--holdout", help="fraction held back to measure fidelity",
-                                  rich_help_panel=PRE),
-    size: Optional[str] = typer.Option(None, "--size", metavar="H[,W]", help="resize images to H or H,W "
-                                       "(default: the model input's size)", rich_help_panel=PRE),
-    mean: Optional[str] = typer.Option(None, "--mean", metavar="M[,M,M]", help="per-channel mean, e.g. "
-                                       "0.485,0.456,0.406 (default 0)", rich_help_panel=PRE),
-    std: Optional[str] = typer.Option(None, "--std", metavar="S[,S,S]", help="per-channel std, e.g. "
-                                      "0.229,0.224,0.225 (default 1)", rich_help_panel=PRE),
-    channel_order: Literal["rgb", "bgr"] = typer.Option("rgb", "--channel-order", help="channel order the model "
-                                                        "expects", rich_help_panel=PRE),
-    resize: Literal["center-crop", "stretch"] = typer.Option("center-crop", "--resize", help="center-crop keeps "
-                                                             "the aspect ratio; stretch resizes the whole image",
-                                                             rich_help_panel=PRE),
-    value_range: Optional[str] = typer.Option(None, "--value-range", metavar="LO,HI", help="map pixels 0..255 "
-                                              "onto LO,HI (default 0,1)", rich_help_panel=PRE),
-    input_shape: List[str] = typer.Option([], "--input-shape", metavar="NAME:DIMS", help="fix dynamic dims, e.g. "
-                                          "`input:1,3,320,320` (repeatable; a dynamic batch becomes 1)",
-                                          rich_help_panel=IMP),
+    calib_samples: int = CALIB_SAMPLES_OPT, holdout: float = HOLDOUT_OPT, size: Optional[str] = SIZE_OPT,
+    mean: Optional[str] = CALIB_MEAN_OPT, std: Optional[str] = CALIB_STD_OPT,
+    channel_order: Literal["rgb", "bgr"] = CHANNEL_ORDER_OPT,
+    resize: Literal["center-crop", "stretch"] = RESIZE_OPT, value_range: Optional[str] = VALUE_RANGE_OPT,
+    input_shape: List[str] = INPUT_SHAPE_OPT,
     parity_tolerance: float = typer.Option(1e-4, "--parity-tolerance", help="max import error relative to each "
                                            "output's scale", rich_help_panel=IMP),
     parity_samples: int = typer.Option(4, "--parity-samples", help="inputs the parity check runs",
@@ -337,6 +339,7 @@ def compress(
     num_threads: int = typer.Option(1, "--num-threads", help="interpreter threads for latency", rich_help_panel=REP),
     delegates: bool = typer.Option(True, "--delegates/--no-delegates", help="delegate-compatibility analysis",
                                    rich_help_panel=REP),
+    sensitivity: bool = SENSITIVITY_OPT,
     profile: bool = typer.Option(False, "--profile", help="print the seconds of each step (import, parity, "
                                  "conversions, calibration, fidelity, latency, ...) as a table; report.json "
                                  "always records them", rich_help_panel=REP),
@@ -414,7 +417,7 @@ def compress(
     imp = _checked(ImportParams, dict(input_shape=tuple(input_shape), parity_tolerance=parity_tolerance,
                                       parity_samples=parity_samples))
     rep = _checked(ReportParams, dict(latency_runs=latency_runs, warmup_runs=warmup_runs, num_threads=num_threads,
-                                      delegates=delegates))
+                                      delegates=delegates, sensitivity=sensitivity))
     calls = [StageCall("import", {k: getattr(imp, k) for k in ("input_shape", "parity_tolerance", "parity_samples")})]
     train_raw = _train_dict(epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, warmup_epochs,
                             loss, temperature, label_smoothing, augment, crop_padding, val_split, patience, seed,
@@ -864,10 +867,22 @@ def inspect(
     delegates: bool = typer.Option(False, "--delegates", help="which ops GPU/NNAPI/Edge TPU/Hexagon/Core ML run "
                                    "(.tflite files)"),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="also write the summary as JSON"),
+    sensitivity: bool = typer.Option(False, "--sensitivity", help="per-op INT8 sensitivity of an .onnx or Keras "
+                                     "model, calibrated on --calib and measured on its held-back part"),
+    calib: Optional[Path] = CALIB_OPT, calib_samples: int = CALIB_SAMPLES_OPT, holdout: float = HOLDOUT_OPT,
+    size: Optional[str] = SIZE_OPT, mean: Optional[str] = CALIB_MEAN_OPT, std: Optional[str] = CALIB_STD_OPT,
+    channel_order: Literal["rgb", "bgr"] = CHANNEL_ORDER_OPT,
+    resize: Literal["center-crop", "stretch"] = RESIZE_OPT, value_range: Optional[str] = VALUE_RANGE_OPT,
+    input_shape: List[str] = INPUT_SHAPE_OPT,
+    per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="weight scales of the analysed INT8 "
+                                     "model (--sensitivity)"),
 ):
-    """Show inputs/outputs, op histogram (layers of a Keras file), params, MACs and tensor quantization of a model.
+    """Show inputs/outputs, op histogram (layers of a Keras file), params, MACs and tensor quantization of a model;
+    with --sensitivity, which ops cost the INT8 model its fidelity.
 
-    Examples: `edgeopt inspect model_int8.tflite --delegates`, `edgeopt inspect model.keras`
+    Examples: `edgeopt inspect model_int8.tflite --delegates`, `edgeopt inspect model.keras`,
+    `edgeopt inspect --sensitivity squeezenet.onnx --calib photos/ --channel-order bgr --value-range 0,255
+    --mean 104,117,123 --json sensitivity.json`
     """
     import json
 
@@ -879,6 +894,19 @@ def inspect(
 
     if delegates and model.suffix.lower() != ".tflite":
         raise RecipeError("--delegates analyses .tflite files", hint=f"compress first: edgeopt compress {model}")
+    if sensitivity:
+        from .params import ImportParams
+
+        if model.suffix.lower() == ".tflite":
+            raise RecipeError("--sensitivity analyses the float model (.onnx or Keras) before quantization",
+                              hint=f"give the model {model.stem} was converted from")
+        if calib is None:
+            raise RecipeError("--sensitivity needs real inputs to calibrate on and measure with",
+                              hint="give --calib DATA (and its preprocessing: --mean, --std, --value-range)")
+        _inspect_sensitivity(model, json_out, per_channel, _data_params(
+            calib, calib_samples, holdout, size, mean, std, channel_order, value_range, resize),
+                             _checked(ImportParams, dict(input_shape=tuple(input_shape))))
+        return
     if is_keras_file(model):
         from .analyze.keras_file import render_keras, summarize_keras
         from .console import status
@@ -899,6 +927,41 @@ def inspect(
 
         doc = {"summary": summary, "delegates": dele}
         write_text(json_out, json.dumps(jsonable(doc), indent=2) + "\n")
+
+
+def _inspect_sensitivity(model: Path, json_out: Optional[Path], per_channel: bool, data, imp) -> None:
+    """import → INT8 (not written) with the report's sensitivity table, printed (and written as JSON)."""
+    import json
+
+    from rich.console import Console
+
+    from .artifact import jsonable
+    from .params import ReportParams
+    from .pipeline import StageCall, run
+    from .report import sensitivity_rows
+
+    calls = [StageCall("import", {"input_shape": imp.input_shape}),
+             StageCall("quantize.ptq", {"io_type": "float32", "per_channel": per_channel})]
+    result = run(model, calls, output=None, data=data, quiet=False,
+                 report=ReportParams(latency_runs=1, warmup_runs=0, delegates=False, sensitivity=True))
+    rep = result.report
+    failed = [i for i in rep["incomplete"] if i["step"] == "sensitivity"]
+    if failed:
+        from .errors import EdgeoptError
+
+        raise EdgeoptError(f"the sensitivity analysis failed: {failed[0]['error']}")
+    sens = rep["sensitivity"]
+    base = sens["all_int8"]
+    title = (f"INT8 sensitivity of {model.name} per op, most damaging first ({sens['samples']} held-back samples; "
+             f"every op in INT8: cosine {base['cosine']:.5f}"
+             + ("" if base.get("top1_agreement") is None else f", top-1 agreement {100 * base['top1_agreement']:.2f} %")
+             + ")")
+    Console().print(_table(title, sensitivity_rows(sens)))
+    if json_out is not None:
+        from .outputs import write_text
+
+        write_text(json_out, json.dumps(jsonable({"sensitivity": sens, "fidelity": rep["fidelity"]}), indent=2)
+                   + "\n")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

@@ -54,6 +54,24 @@ def to_tflite(
 
     >>> data = to_tflite(model, input_names=["x"], output_names=["y"], precision="fp16")  # doctest: +SKIP
     """
+    conv, concrete = make_converter(model, input_names=input_names, output_names=output_names)
+    _configure(conv, precision=precision, representative=representative, io_type=io_type, per_channel=per_channel)
+    from ._quiet import quiet_native_stderr
+    from .profiling import step
+    from .quantization.compact import compact
+
+    try:
+        with quiet_native_stderr(), step("TFLite converter"):  # the converter's C++ prints its settings on fd 2
+            data = conv.convert()
+    except Exception as exc:
+        raise _conversion_error(str(exc), precision, concrete, model) from None
+    with step("compaction"):
+        return compact(data)
+
+
+def make_converter(model, *, input_names: Sequence[str], output_names: Sequence[str]):
+    """(TFLiteConverter, concrete function) of ``model`` at batch 1, with one signature named by the given names;
+    a ConversionError when the graph cannot be traced."""
     T = tf()
     specs = [
         T.TensorSpec((1,) + tuple(int(d) for d in inp.shape[1:]), T.float32, name=n)
@@ -72,21 +90,9 @@ def to_tflite(
         # and reload it as a SavedModel (70-85 % of a conversion), for the same bytes.
         holder = T.Module()
         holder.model_variables = list(model.variables)
-        conv = T.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
+        return T.lite.TFLiteConverter.from_concrete_functions([concrete], holder), concrete
     except Exception as exc:  # TF raises many types for graphs it cannot trace
         raise ConversionError(f"the model cannot be traced for conversion: {exc}") from None
-    _configure(conv, precision=precision, representative=representative, io_type=io_type, per_channel=per_channel)
-    from ._quiet import quiet_native_stderr
-    from .profiling import step
-    from .quantization.compact import compact
-
-    try:
-        with quiet_native_stderr(), step("TFLite converter"):  # the converter's C++ prints its settings on fd 2
-            data = conv.convert()
-    except Exception as exc:
-        raise _conversion_error(str(exc), precision, concrete, model) from None
-    with step("compaction"):
-        return compact(data)
 
 
 _REFUSED = (r"'tf\.(\w+)' op is neither a custom op nor a flex op", r"'tfl?\.(\w+)' op (?:is not supported|failed)")

@@ -28,9 +28,11 @@ def compare_outputs(reference: Sequence[np.ndarray], candidate: Sequence[np.ndar
         c = cand.reshape(len(cand), -1).astype(np.float64)
         diff = np.abs(r - c)
         scale = float(np.max(np.abs(r))) or 1.0
-        # cosine = <r, c> / (|r| |c|), per sample; an all-zero pair counts as identical
-        norms = np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1)
-        cos = np.where(norms > 0, np.sum(r * c, axis=1) / np.where(norms > 0, norms, 1.0), 1.0)
+        # cosine = <r, c> / (|r| |c|), per sample; an all-zero pair counts as identical, one all-zero side as 0
+        nr, nc = np.linalg.norm(r, axis=1), np.linalg.norm(c, axis=1)
+        norms = nr * nc
+        cos = np.where(norms > 0, np.sum(r * c, axis=1) / np.where(norms > 0, norms, 1.0),
+                       np.where((nr == 0) & (nc == 0), 1.0, 0.0))
         row = {
             "name": spec.name,
             "max_abs_error": float(diff.max()),

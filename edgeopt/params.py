@@ -96,6 +96,8 @@ class ReportParams:
     warmup_runs: int = _f(5, "untimed runs before timing")
     num_threads: int = _f(1, "interpreter threads for latency")
     delegates: bool = _f(True, "include the delegate-compatibility analysis")
+    sensitivity: bool = _f(False, "per-layer INT8 sensitivity on the held-back samples: each op's error, and the "
+                                  "fidelity with that op alone kept in float (INT8 outputs)")
 
     def __post_init__(self):
         if self.latency_runs < 1 or self.num_threads < 1 or self.warmup_runs < 0:

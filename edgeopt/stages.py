@@ -151,4 +151,5 @@ def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifac
         data = quantize_int8(model, calib_keras, input_names=ins, output_names=outs, io_type=params.io_type,
                              per_channel=params.per_channel)
     return _tflite_artifact(artifact, data, ctx.workdir / f"{artifact.path.stem}_int8.tflite", "int8",
-                            calibration={"source": samples.source, "samples": int(len(samples.calib[0]))})
+                            calibration={"source": samples.source, "samples": int(len(samples.calib[0]))},
+                            per_channel=params.per_channel)
