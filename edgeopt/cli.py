@@ -314,6 +314,19 @@ def compress(
                                                                 "model's inputs and outputs", rich_help_panel=QNT),
     per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="weight scales per output channel "
                                      "or one per tensor", rich_help_panel=QNT),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", metavar="F", help="accuracy budget "
+                                                  "without labels: keep the most damaging ops in float until top-1 "
+                                                  "agreement with FP32 on the held-back samples reaches F (e.g. "
+                                                  "0.99; output cosine for a model without a classifier)",
+                                                  rich_help_panel=QNT),
+    auto_granularity: bool = typer.Option(False, "--auto-granularity", help="per layer, one weight scale instead "
+                                          "of one per channel where the held-back output cosine stays within "
+                                          "0.002 of all per-channel: smaller files for narrow and depthwise "
+                                          "networks", rich_help_panel=QNT),
+    max_accuracy_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", metavar="POINTS",
+                                                      help="accuracy budget with labels: keep the most damaging "
+                                                      "ops in float until top-1 is at most POINTS below float "
+                                                      "(e.g. 0.5)", rich_help_panel=QNT),
     calib: Optional[Path] = CALIB_OPT,
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="labels of the --data samples "
                                           "(of --calib without --data): idx label file, .npy integers or an .npz "
@@ -439,8 +452,19 @@ def compress(
         calls.append(StageCall("prune.structured", _prune_values(train_raw, prune_macs, prune_ratio, importance,
                                                                  round_to, max_layer_ratio, skip_layers,
                                                                  prune_steps, latency, channels, restore_bn)))
+    if (min_agreement is not None or max_accuracy_drop is not None) and precision != "int8":
+        raise typer.BadParameter("--min-agreement and --max-accuracy-drop are budgets of INT8: give --int8")
     if precision == "int8":
-        calls.append(StageCall("quantize.ptq", {"io_type": io_type, "per_channel": per_channel}))
+        from .params import PTQParams
+
+        ptq = _checked(PTQParams, dict(io_type=io_type, per_channel=per_channel, min_agreement=min_agreement,
+                                       max_accuracy_drop=max_accuracy_drop, auto_granularity=auto_granularity))
+        values = {"io_type": ptq.io_type, "per_channel": ptq.per_channel}
+        if ptq.auto_granularity:
+            values["auto_granularity"] = True
+        values.update({k: getattr(ptq, k) for k in ("min_agreement", "max_accuracy_drop")
+                       if getattr(ptq, k) is not None})
+        calls.append(StageCall("quantize.ptq", values))
     else:
         calls.append(StageCall("convert.tflite", {"precision": precision}))
     out = output or default_output(model, precision)

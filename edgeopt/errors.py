@@ -48,6 +48,13 @@ class ConversionError(EdgeoptError):
     """The TFLite converter rejected the model."""
 
 
+class AccuracyBudgetError(EdgeoptError):
+    """No INT8 model meets --min-agreement or --max-accuracy-drop, even with every op in float; the message has
+    the best figure reached."""
+
+    exit_code = 5
+
+
 class DeviceError(EdgeoptError):
     """A device, delegate or remote host could not be used."""
 

@@ -86,6 +86,27 @@ class PTQParams:
 
     io_type: Literal["int8", "uint8", "float32"] = _f("int8", "type of the model's inputs and outputs")
     per_channel: bool = _f(True, "per-channel weight scales (False: one scale per tensor)")
+    min_agreement: float | None = _f(None, "accuracy budget without labels: keep the most damaging ops in float "
+                                           "until the top-1 agreement with FP32 on the held-back samples reaches "
+                                           "this (the mean output cosine for a model without a classifier)")
+    max_accuracy_drop: float | None = _f(None, "accuracy budget with labels: keep the most damaging ops in float "
+                                               "until top-1 accuracy is at most this many points below the float "
+                                               "model's")
+    auto_granularity: bool = _f(False, "per layer, one weight scale instead of one per channel where the output "
+                                       "cosine on the held-back samples stays within 0.002 of all per-channel "
+                                       "(smaller files for narrow and depthwise networks)")
+
+    def __post_init__(self):
+        if self.auto_granularity and not self.per_channel:
+            raise ValueError("auto_granularity chooses per-tensor layers from per-channel ones: keep per_channel")
+        if self.auto_granularity and (self.min_agreement is not None or self.max_accuracy_drop is not None):
+            raise ValueError("auto_granularity and an accuracy budget are not combined; choose one")
+        if self.min_agreement is not None and not 0 < self.min_agreement <= 1:
+            raise ValueError(f"min_agreement is a fraction in (0, 1], got {self.min_agreement}")
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            raise ValueError(f"max_accuracy_drop is in points (>= 0), got {self.max_accuracy_drop}")
+        if self.min_agreement is not None and self.max_accuracy_drop is not None:
+            raise ValueError("give one budget: min_agreement (without labels) or max_accuracy_drop (with labels)")
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,12 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
     models = {"fp32": fp32, final.meta["precision"]: final} if fp32 is not None else {final.meta["precision"]: final}
     with measuring(report, "fidelity", "measuring fidelity on held-back samples"):
         _fidelity(report, ctx, keras_art, models, final)
-    if params.sensitivity and final.meta.get("precision") == "int8":
+    if final.meta.get("granularity"):
+        report["granularity"] = final.meta["granularity"]
+    if final.meta.get("budget"):  # the accuracy budget's choice, and the table it followed
+        report["budget"] = final.meta["budget"]
+        report["sensitivity"] = final.meta["sensitivity"]
+    if params.sensitivity and final.meta.get("precision") == "int8" and "sensitivity" not in report:
         from .profiling import step
 
         with measuring(report, "sensitivity", None), step("sensitivity"):
@@ -94,6 +99,12 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
         parsed = _analysis(columns, models)
     if len(columns) == 2:
         report["size_ratio"] = columns[final.meta["precision"]]["size_bytes"] / columns["fp32"]["size_bytes"]
+    if final.meta.get("every_op_int8"):  # what the ops kept in float cost: the every-op INT8 model beside it
+        every = Artifact(path=Path(final.meta["every_op_int8"]), format="tflite", meta=dict(final.meta))
+        models["int8 every op"] = every
+        columns["int8 every op"] = {"size_bytes": every.path.stat().st_size}
+        with measuring(report, "analysis", "reading the every-op INT8 .tflite"):
+            parsed.update(_analysis(columns, {"int8 every op": every}))
     teacher = _teacher_reference(ctx, report)  # a distilled student is timed beside its teacher
     if teacher is not None:
         models["teacher fp32"] = teacher
@@ -326,7 +337,8 @@ def latency_plot(report: dict) -> str:
     agree = [r["top1_agreement"] for r in report["fidelity"] or [] if "top1_agreement" in r]
     accuracy = None
     if agree and len(report["timing"]["models"]) > 1:
-        accuracy = {label: 1.0 for label in report["timing"]["models"] if label != "teacher fp32"}
+        # only the FP32 reference and the output have an agreement figure (not a teacher, not other variants)
+        accuracy = {label: 1.0 for label in report["timing"]["models"] if label == "fp32"}
         accuracy[report["precision"]] = min(agree)
     return latency_svg(report["timing"], accuracy=accuracy, accuracy_label="top-1 agreement with FP32")
 
@@ -486,6 +498,49 @@ def sensitivity_rows(sens: dict) -> list[tuple[str, ...]]:
                 cells.append(f"{100 * r['float_alone']['top1_agreement']:.2f} %")
         rows.append(tuple(cells))
     return rows
+
+
+def granularity_lines(report: dict) -> list[str]:
+    g = report.get("granularity")
+    if not g:
+        return []
+    fp32 = report.get("models", {}).get("fp32", {}).get("size_bytes")
+    share = (lambda n: f" ({100 * n / fp32:.1f} % of FP32)") if fp32 else (lambda n: "")
+    rows = [("weights", "op", "channels", "per-tensor weight error", "granularity")]
+    rows += [(r["weights"], r["op"], str(r["channels"]), f"{100 * r['weight_error_per_tensor']:.3f} %",
+              r["granularity"]) for r in g["layers"]]
+    return ["## Weight granularity per layer", "",
+            f"{g['per_tensor']} of {g['layers_total']} layers use one weight scale: output cosine with FP32 "
+            f"{g['cosine']:.5f} against {g['cosine_per_channel']:.5f} with every layer per-channel (tolerance "
+            f"{g['tolerance']:g}, on {g['measured_on']}); size {g['size']:,} bytes{share(g['size'])} against "
+            f"{g['size_per_channel']:,}{share(g['size_per_channel'])}. Layers were tried in the order of the "
+            "error one scale gives their weights (the table's order).", "", _md_table(rows), ""]
+
+
+def budget_lines(report: dict) -> list[str]:
+    b = report.get("budget")
+    if not b:
+        return []
+    from .quantization.budget import Budget
+
+    budget = Budget(b["metric"], b["target"])
+    goal = (f"at most {b['target']:g} points of top-1 below float" if b["metric"] == "accuracy_drop"
+            else f"{budget.describe(b['target'])} or more")
+    kept = ", ".join(f"`{sensitivity_layer(op)}` ({op['op']})" for op in b["float_ops"]) or "none"
+    lines = ["## Accuracy budget", "",
+             f"Budget: {goal}, measured on {b['measured_on']}. Every op in INT8: {budget.describe(b['all_int8'])}; "
+             f"this model: {budget.describe(b['value'])}, with {len(b['float_ops'])} of {b['ops_total']} ops "
+             f"({100 * b['float_fraction']:.1f} %) kept in float: {kept}. The ops were tried in the order of the "
+             "sensitivity table below; the figures here are on the samples the choice was made on.", ""]
+    models = report.get("models", {})
+    mine, every = models.get(report["precision"]), models.get("int8 every op")
+    if mine and every:
+        cost = f"Cost: {mine['size_bytes']:,} bytes against {every['size_bytes']:,} with every op in INT8"
+        if mine.get("latency") and every.get("latency"):
+            cost += (f"; median latency {mine['latency']['median_ms']:.3f} ms against "
+                     f"{every['latency']['median_ms']:.3f} ms (one interleaved run)")
+        lines += [cost + ".", ""]
+    return lines
 
 
 def sensitivity_layer(row: dict) -> str:
@@ -693,6 +748,8 @@ def to_markdown(report: dict) -> str:
                 f"(calibration used {ev['calibration_samples']} others).", "", _md_table(fidelity_rows(report)), ""]
     if report.get("accuracy") and report["accuracy"]["models"]:
         out += ["## Accuracy", "", *accuracy_lines(report), "", _md_table(accuracy_rows(report)), ""]
+    out += budget_lines(report)
+    out += granularity_lines(report)
     out += sensitivity_lines(report)
     out += distillation_lines(report)
     out += pruning_lines(report)

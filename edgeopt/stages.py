@@ -147,9 +147,99 @@ def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifac
         )
     calib_keras = [s.to_keras(a) for s, a in zip(specs, samples.calib)]
     ins, outs = _io_names(artifact)
-    with status(f"converting to int8 .tflite ({len(calib_keras[0])} calibration samples)"):
-        data = quantize_int8(model, calib_keras, input_names=ins, output_names=outs, io_type=params.io_type,
-                             per_channel=params.per_channel)
+    extra = {}
+    if params.min_agreement is not None or params.max_accuracy_drop is not None:
+        data, extra = _int8_within_budget(artifact, model, params, ctx, calib_keras, ins, outs)
+    else:
+        with status(f"converting to int8 .tflite ({len(calib_keras[0])} calibration samples)"):
+            data = quantize_int8(model, calib_keras, input_names=ins, output_names=outs, io_type=params.io_type,
+                                 per_channel=params.per_channel)
+        if params.auto_granularity:
+            data, extra = _granularity(artifact, model, ctx, data, ins, outs)
     return _tflite_artifact(artifact, data, ctx.workdir / f"{artifact.path.stem}_int8.tflite", "int8",
                             calibration={"source": samples.source, "samples": int(len(samples.calib[0]))},
-                            per_channel=params.per_channel)
+                            per_channel=params.per_channel, **extra)
+
+
+def _granularity(artifact: Artifact, model, ctx: Context, data: bytes, ins, outs):
+    """Per-tensor weights for the layers where the output cosine with FP32 on the held-back samples stays within
+    the tolerance of all per-channel (:mod:`edgeopt.quantization.granularity`); (bytes, meta with the record)."""
+    import numpy as np
+
+    from .console import status
+    from .errors import DataError
+    from .evaluate import compare_outputs, run_keras, run_tflite
+    from .quantization.granularity import choose
+
+    specs, out_specs = artifact.meta["inputs"], artifact.meta["outputs"]
+    held = [s.to_keras(a) for s, a in zip(specs, ctx.samples(specs).holdout)]
+    if len(held[0]) == 0:
+        raise DataError("--auto-granularity measures the output cosine on the held-back samples, and there are "
+                        "none", hint="give more --calib samples or a larger --holdout")
+    reference = run_keras(model, held)
+    path = ctx.workdir / "granularity_candidate.tflite"
+
+    def cosine(candidate: bytes) -> float:
+        path.write_bytes(candidate)
+        rows = compare_outputs(reference, run_tflite(path, held, input_names=ins, output_names=outs), out_specs)
+        return float(np.mean([r["cosine_mean"] for r in rows]))
+
+    with status(f"choosing the weight granularity per layer on {len(held[0])} held-back samples"):
+        chosen, record = choose(data, cosine)
+    path.unlink(missing_ok=True)
+    record["measured_on"] = f"the {len(held[0])} held-back samples"
+    return chosen, {"granularity": record}
+
+
+def _int8_within_budget(artifact: Artifact, model, params: PTQParams, ctx: Context, calib_keras, ins, outs):
+    """INT8 with the fewest ops in float that meet --min-agreement or --max-accuracy-drop; (bytes, meta) where the
+    meta holds the record, the sensitivity table it followed and the every-op-INT8 file for the report."""
+    import numpy as np
+
+    from .accuracy import classifier_output
+    from .errors import AccuracyBudgetError, DataError
+    from .evaluate import run_keras
+    from .quantization.budget import Budget, accuracy_drop_measure, agreement_measure, choose_float_ops
+    from .quantization.compact import compact
+    from .quantization.sensitivity import analyse_calibrated, requantize
+
+    specs, out_specs = artifact.meta["inputs"], artifact.meta["outputs"]
+    samples = ctx.samples(specs)
+    held = [s.to_keras(a) for s, a in zip(specs, samples.holdout)]
+    io = dict(input_names=ins, output_names=outs)
+    if params.max_accuracy_drop is not None:
+        ev = ctx.evaluation(specs, out_specs)
+        chosen = classifier_output(out_specs)
+        if ev is None or chosen is None:
+            raise RecipeError("--max-accuracy-drop measures top-1 accuracy against labels, and this run has "
+                              + ("no classifier output" if chosen is None else "no labels"),
+                              hint="give --labels (or --val with --val-labels), or use --min-agreement")
+        x = [s.to_keras(a) for s, a in zip(specs, ev.inputs)]
+        index = chosen[0]
+        ref = run_keras(model, x)[index]
+        float_top1 = float(np.mean(np.argmax(ref.reshape(len(ref), -1), axis=1) == ev.labels))
+        budget = Budget("accuracy_drop", float(params.max_accuracy_drop))
+        measure = accuracy_drop_measure(x, ev.labels, float_top1, index=index, **io)
+        where = ev.described
+    else:
+        if len(held[0]) == 0:
+            raise DataError("--min-agreement is measured on the held-back samples, and there are none",
+                            hint="give more --calib samples or a larger --holdout")
+        metric, measure = agreement_measure(held, run_keras(model, held), output_specs=out_specs, **io)
+        budget = Budget(metric, float(params.min_agreement))
+        where = f"the {len(held[0])} held-back samples"
+    sens, calibrated = analyse_calibrated(model, calib_keras, held, output_specs=out_specs,
+                                          workdir=ctx.workdir / "sensitivity", per_channel=params.per_channel, **io)
+    data, record = choose_float_ops(calibrated, sens["layers"], budget=budget, measure=measure,
+                                    per_channel=params.per_channel, io_type=params.io_type,
+                                    workdir=ctx.workdir / "budget")
+    record["measured_on"] = where
+    every = ctx.workdir / f"{artifact.path.stem}_int8_every_op.tflite"
+    every.write_bytes(compact(requantize(calibrated, per_channel=params.per_channel, io_type=params.io_type)))
+    if not record["met"]:
+        best = budget.describe(record["value"])
+        raise AccuracyBudgetError(
+            f"the accuracy budget ({budget.metric} {budget.target:g}) is not met even with all "
+            f"{record['ops_total']} ops in float: the best figure reached is {best} on {where}",
+            hint="quantization-aware training or more representative calibration data may reach it")
+    return compact(data), {"budget": record, "sensitivity": sens, "every_op_int8": str(every)}

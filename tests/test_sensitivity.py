@@ -115,3 +115,70 @@ def test_squeezenet_sensitivity_lists_every_layer(tmp_path, material):
     assert len(rows) >= convs + 8  # and the pools, concatenations and the softmax
     assert all(r["rmse_steps"] is not None and "float_alone" in r for r in rows if r["op"] == "CONV_2D")
     assert sens["samples"] == 48
+
+
+def _outlier_files(tmp_path):
+    """The outlier model as a .keras file and 128 inputs whose float top-1 varies (.npy, Keras layout)."""
+    model = _outlier_model()
+    path = tmp_path / "outlier.keras"
+    model.save(path)
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(0, 1, (128, 1, 1, 3)) ** 3 * rng.uniform(0, 1, (128, 12, 12, 3)) * 3).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    return path, tmp_path / "x.npy"
+
+
+def test_min_agreement_keeps_the_damaging_op_in_float(tmp_path):
+    from edgeopt.analyze.tflite import read_tflite
+
+    model, data = _outlier_files(tmp_path)
+    out = tmp_path / "b_int8.tflite"
+    res = edgeopt.compress(model, precision="int8", calib=data, output=out, ptq_params={"min_agreement": 0.99},
+                           report={"latency_runs": 5})
+    rep = res.report
+    b = rep["budget"]
+    assert b["metric"] == "agreement" and b["met"] and b["value"] >= 0.99
+    assert b["all_int8"] < 0.9  # every op in INT8 misses the budget...
+    assert b["float_ops"][0]["layers"][0] == "outlier"  # ...and the most damaging op is the first kept in float
+    assert b["float_fraction"] == len(b["float_ops"]) / b["ops_total"]
+    assert [s["float_ops"] for s in b["steps"]] == list(range(len(b["float_ops"]) + 1))
+    assert rep["fidelity"][0]["top1_agreement"] >= 0.99  # the written file is the chosen one
+    assert set(rep["models"]) == {"fp32", "int8", "int8 every op"}
+    assert rep["models"]["int8"]["size_bytes"] > rep["models"]["int8 every op"]["size_bytes"]
+    hist = read_tflite(out).to_dict()["op_histogram"]
+    assert hist.get("DEQUANTIZE", 0) >= 1  # an int8 file with float islands, int8 at its inputs and outputs
+    from edgeopt.runtime import TFLiteModel
+
+    m = TFLiteModel(out)
+    assert [str(np.dtype(d["dtype"])) for d in m.input_details.values()] == ["int8"]
+    md = out.with_name("b_int8.report.md").read_text()
+    assert "## Accuracy budget" in md and "kept in float: `outlier` (CONV_2D)" in md
+
+
+def test_budget_errors(tmp_path):
+    from edgeopt.errors import RecipeError
+
+    model, data = _outlier_files(tmp_path)
+    with pytest.raises(RecipeError, match="against labels"):
+        edgeopt.compress(model, precision="int8", calib=data, output=tmp_path / "x.tflite",
+                         ptq_params={"max_accuracy_drop": 0.5})
+    with pytest.raises(RecipeError, match="give one budget"):
+        edgeopt.compress(model, precision="int8", calib=data, output=tmp_path / "x.tflite",
+                         ptq_params={"max_accuracy_drop": 0.5, "min_agreement": 0.9})
+    res = run_edgeopt(["compress", model, "--fp16", "--min-agreement", "0.99", "-o", tmp_path / "x.tflite"])
+    assert res.returncode == 2 and "give --int8" in res.stderr
+
+
+def test_max_accuracy_drop_with_labels(tmp_path):
+    """The demo CNN on its labeled Fashion-MNIST subset: the budget is measured in points of top-1 below the Keras
+    model, on the labeled held-back samples."""
+    from train_helpers import LABELS
+
+    out = tmp_path / "a_int8.tflite"
+    res = edgeopt.compress(CNN, precision="int8", calib=IMAGES, output=out, data={"labels": str(LABELS)},
+                           ptq_params={"max_accuracy_drop": 0.0}, report={"latency_runs": 5})
+    b = res.report["budget"]
+    assert b["metric"] == "accuracy_drop" and b["met"] and b["value"] <= 0.0
+    assert "labeled" in b["measured_on"] or "held back" in b["measured_on"]
+    acc = res.report["accuracy"]["models"]
+    assert acc["int8"]["top1"]["accuracy"] >= acc["original"]["top1"]["accuracy"] - 1e-9

@@ -84,7 +84,8 @@ def distill(artifact: Artifact, params: DistillParams, ctx: Context) -> Artifact
     report = {"student": params.student, "input": list(shape), "classes": classes,
               "small_input_stem": bool(small if small is not None else min(shape[:2]) < 64),
               "mode": "label-free (the teacher's outputs only)" if not has_labels else
-              f"labels and soft targets (alpha {params.alpha:g})", "loss": [*run.loss, *([f"hint={params.hint_weight:g}"] if hint else [])],
+              f"labels and soft targets (alpha {params.alpha:g})",
+              "loss": [*run.loss, *([f"hint={params.hint_weight:g}"] if hint else [])],
               "temperature": params.temperature,
               "teacher": teacher.name if hint is None else "Keras (the import, which also gives the hint layer)",
               "hint": None if hint is None else hint.info,

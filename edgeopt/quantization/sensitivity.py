@@ -66,15 +66,19 @@ def debugger(model, calib: Sequence[np.ndarray], held: Sequence[np.ndarray], *, 
     return dbg
 
 
-def requantize(calibrated: bytes, *, per_channel: bool = True, float_ops: Sequence[str] = ()) -> bytes:
+def requantize(calibrated: bytes, *, per_channel: bool = True, float_ops: Sequence[str] = (),
+               io_type: str = "float32") -> bytes:
     """The INT8 model from a calibrated model, with the ops named in ``float_ops`` (their tensor names, as the
-    debugger reports them) left in float; float inputs and outputs."""
+    debugger reports them) left in float; inputs and outputs of ``io_type`` (float32, int8 or uint8)."""
     from tensorflow.lite.python import convert
 
     from .._quiet import quiet_native_stderr
 
+    T = tf()
+    io = {"float32": T.float32, "int8": T.int8, "uint8": T.uint8}[io_type]
     with quiet_native_stderr():
-        return convert.mlir_quantize(calibrated, disable_per_channel=not per_channel, fully_quantize=False,
+        return convert.mlir_quantize(calibrated, disable_per_channel=not per_channel,
+                                     fully_quantize=io_type != "float32", input_data_type=io, output_data_type=io,
                                      enable_numeric_verify=False, denylisted_nodes=list(float_ops) or None)
 
 
@@ -108,6 +112,14 @@ def analyse(model, calib: Sequence[np.ndarray], held: Sequence[np.ndarray], *, i
             end_to_end: bool = True) -> dict:
     """Per-op INT8 error of ``model``: local figures for every quantized op, and (``end_to_end``) the model's
     fidelity with that op alone kept in float; rows sorted by damage (see the module docstring)."""
+    return analyse_calibrated(model, calib, held, input_names=input_names, output_names=output_names,
+                              output_specs=output_specs, workdir=workdir, per_channel=per_channel,
+                              end_to_end=end_to_end)[0]
+
+
+def analyse_calibrated(model, calib, held, *, input_names, output_names, output_specs, workdir: Path,
+                       per_channel: bool = True, end_to_end: bool = True) -> tuple[dict, bytes]:
+    """:func:`analyse`, and the calibrated model it requantized (for :func:`requantize`)."""
     from ..evaluate import run_keras
 
     if len(held[0]) == 0:
@@ -129,7 +141,7 @@ def analyse(model, calib: Sequence[np.ndarray], held: Sequence[np.ndarray], *, i
     result = {"samples": int(len(held[0])), "per_channel": per_channel, "layers": rows, "all_int8": None}
     if not end_to_end or not rows:
         rows.sort(key=lambda row: -row["relative_rmse"])
-        return result
+        return result, dbg.calibrated_model
     workdir.mkdir(parents=True, exist_ok=True)
     reference = run_keras(model, held)
     calibrated = dbg.calibrated_model
@@ -147,4 +159,4 @@ def analyse(model, calib: Sequence[np.ndarray], held: Sequence[np.ndarray], *, i
                             else alone["top1_agreement"] - base["top1_agreement"])
     path.unlink(missing_ok=True)
     rows.sort(key=lambda row: (-row["gain_cosine"], -row["relative_rmse"]))
-    return result
+    return result, calibrated

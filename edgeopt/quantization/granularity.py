@@ -1,0 +1,172 @@
+"""Weight-scale granularity chosen per layer: per-tensor where it costs no measurable fidelity, per-channel where
+it does, so that narrow and depthwise networks land near a quarter of their FP32 size.
+
+A per-channel INT8 weight tensor carries one float32 scale per output channel, and so does its int32 bias; in a
+narrow network with many channels and few weights per channel those vectors are a large share of the file. A
+layer switched to per-tensor here gets one scale: its weights are requantized from their per-channel values
+(dequantized, then rounded on the grid of the largest absolute weight), its bias is rescaled to the new
+input-times-weight scale (TFLite adds the int32 bias at that scale), and every other tensor is left as it was.
+
+The layers are tried in the order of the relative error one scale gives their weights; the largest prefix whose
+model keeps the output cosine with FP32 within ``tolerance`` of the per-channel model (on held-back samples) is
+kept, found by bisection (the cosine falls, in practice, as more layers switch; the check measures every model
+it keeps).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+TOLERANCE = 0.002  # output cosine the per-tensor layers may cost, against the all-per-channel model
+
+
+@dataclass(frozen=True)
+class Layer:
+    op: str  # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV
+    name: str  # the weight tensor's name
+    weight: int  # tensor indices in subgraph 0
+    bias: int | None
+    channels: int
+    error_per_tensor: float  # ||Q(W) - W|| / ||W||, W the per-channel weights, Q one scale for the tensor
+    saved_bytes: int  # float32 scales dropped (weight and bias)
+
+
+_WEIGHT_INPUT = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2), "TRANSPOSE_CONV": (1, 3)}
+
+
+def _model(data: bytes):
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema, schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+
+
+def _op_names(schema) -> dict[int, str]:
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _buffer(model, tensor) -> np.ndarray | None:
+    data = model.buffers[tensor.buffer].data
+    return None if data is None or len(data) == 0 else np.asarray(data, np.uint8)
+
+
+def _weights(model, tensor) -> np.ndarray:
+    return _buffer(model, tensor).view(np.int8).reshape(tuple(tensor.shape))
+
+
+def _per_tensor(w_float: np.ndarray) -> tuple[np.ndarray, float]:
+    scale = float(np.max(np.abs(w_float))) / 127.0 or 1.0
+    return np.clip(np.round(w_float / scale), -127, 127).astype(np.int8), scale
+
+
+def layers(data: bytes) -> list[Layer]:
+    """Every op of subgraph 0 whose INT8 weights have per-channel scales (the candidates), with the weight error
+    of each granularity."""
+    schema, model = _model(data)
+    names = _op_names(schema)
+    graph = model.subgraphs[0]
+    users: dict[int, int] = {}
+    for op in graph.operators:
+        for t in op.inputs if op.inputs is not None else []:
+            users[int(t)] = users.get(int(t), 0) + 1
+    out = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+        if kind not in _WEIGHT_INPUT:
+            continue
+        wi, bi = _WEIGHT_INPUT[kind]
+        ins = list(op.inputs)
+        w = graph.tensors[ins[wi]]
+        q = w.quantization
+        if w.type != schema.TensorType.INT8 or q is None or q.scale is None or len(q.scale) < 2 \
+                or _buffer(model, w) is None or users.get(int(ins[wi]), 0) != 1:
+            continue
+        bias = ins[bi] if len(ins) > bi and ins[bi] >= 0 else None
+        if bias is not None and (graph.tensors[bias].type != schema.TensorType.INT32
+                                 or _buffer(model, graph.tensors[bias]) is None or users.get(int(bias), 0) != 1):
+            continue
+        wq = _weights(model, w).astype(np.float64)
+        dim = int(q.quantizedDimension)
+        shape = [1] * wq.ndim
+        shape[dim] = -1
+        w_float = wq * np.asarray(q.scale, np.float64).reshape(shape)  # the per-channel weights, the reference
+        q_pt, s_pt = _per_tensor(w_float)
+        err_pt = float(np.linalg.norm(q_pt.astype(np.float64) * s_pt - w_float)) / (
+            float(np.linalg.norm(w_float)) or 1.0)
+        saved = 4 * (len(q.scale) - 1) * (2 if bias is not None else 1)
+        out.append(Layer(kind, w.name.decode() if isinstance(w.name, bytes) else str(w.name), int(ins[wi]),
+                         None if bias is None else int(bias), len(q.scale), err_pt, saved))
+    return out
+
+
+def to_per_tensor(data: bytes, chosen: Sequence[Layer]) -> bytes:
+    """``data`` with the weights of ``chosen`` on one scale (and their biases rescaled to it)."""
+    from .compact import _sharing_builder
+
+    schema, model = _model(data)
+    graph = model.subgraphs[0]
+    input_scale = {}
+    for op in graph.operators:
+        for layer in chosen:
+            if layer.weight in list(op.inputs):
+                x = graph.tensors[op.inputs[0]]
+                input_scale[layer.weight] = float(x.quantization.scale[0])
+    for layer in chosen:
+        w = graph.tensors[layer.weight]
+        q = w.quantization
+        dim = int(q.quantizedDimension)
+        shape = [1] * len(w.shape)
+        shape[dim] = -1
+        old = np.asarray(q.scale, np.float64)
+        w_float = _weights(model, w).astype(np.float64) * old.reshape(shape)
+        q_pt, s_pt = _per_tensor(w_float)
+        model.buffers[w.buffer].data = np.frombuffer(q_pt.tobytes(), np.uint8)
+        q.scale, q.zeroPoint, q.quantizedDimension = [s_pt], [0], 0
+        if layer.bias is not None:
+            b = graph.tensors[layer.bias]
+            values = _buffer(model, b).view(np.int32).astype(np.float64)
+            s_in = input_scale[layer.weight]
+            rescaled = np.round(values * old / s_pt)  # b·(s_in·s_c) = b'·(s_in·s)
+            info = np.iinfo(np.int32)
+            model.buffers[b.buffer].data = np.frombuffer(
+                np.clip(rescaled, info.min, info.max).astype(np.int32).tobytes(), np.uint8)
+            b.quantization.scale, b.quantization.zeroPoint = [s_in * s_pt], [0]
+            b.quantization.quantizedDimension = 0
+    builder = _sharing_builder()(len(data))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def choose(data: bytes, cosine: Callable[[bytes], float], *, tolerance: float = TOLERANCE) -> tuple[bytes, dict]:
+    """The model with the most layers per-tensor whose output cosine (``cosine(bytes)``, against FP32) stays within
+    ``tolerance`` of ``data``'s (all per-channel), and the record of the choice per layer."""
+    order = sorted(layers(data), key=lambda layer: (layer.error_per_tensor, -layer.saved_bytes))
+    base = cosine(data)
+    tried: dict[int, tuple[bytes, float]] = {0: (data, base)}
+
+    def at(k: int) -> tuple[bytes, float]:
+        if k not in tried:
+            model = to_per_tensor(data, order[:k])
+            tried[k] = (model, cosine(model))
+        return tried[k]
+
+    lo, hi = 0, len(order)  # lo: known to keep the fidelity
+    if hi and base - at(hi)[1] <= tolerance:
+        lo = hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if base - at(mid)[1] <= tolerance:
+            lo = mid
+        else:
+            hi = mid
+    model, value = at(lo)
+    per_tensor = {layer.name for layer in order[:lo]}
+    record = {"tolerance": tolerance, "cosine_per_channel": base, "cosine": value, "layers_total": len(order),
+              "per_tensor": lo, "size_per_channel": len(data), "size": len(model), "tried": len(tried),
+              "layers": [{"op": layer.op, "weights": layer.name, "channels": layer.channels,
+                          "granularity": "per-tensor" if layer.name in per_tensor else "per-channel",
+                          "weight_error_per_tensor": layer.error_per_tensor, "saved_bytes": layer.saved_bytes}
+                         for layer in order]}
+    return model, record
