@@ -241,5 +241,5 @@ def _int8_within_budget(artifact: Artifact, model, params: PTQParams, ctx: Conte
         raise AccuracyBudgetError(
             f"the accuracy budget ({budget.metric} {budget.target:g}) is not met even with all "
             f"{record['ops_total']} ops in float: the best figure reached is {best} on {where}",
-            hint="quantization-aware training or more representative calibration data may reach it")
+            hint="loosen the budget, or calibrate on samples closer to the real inputs (--calib)")
     return compact(data), {"budget": record, "sensitivity": sens, "every_op_int8": str(every)}
