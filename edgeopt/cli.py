@@ -757,6 +757,8 @@ def _print_result(result, *, profile: bool = False) -> None:
         where = "--val" if acc["data"]["split"] == "val" else "held-back"
         con.print(_table(f"accuracy on {acc['data']['samples']} labeled {where} samples, output "
                          f"{acc['output']['name']}", accuracy_rows(rep)))
+    if rep is not None:
+        _print_quantization_choices(con, rep)
     if profile and result.profile is not None:
         con.print(_table("where the time went (seconds)", profile_rows(result.profile)))
     if result.output is None:  # another worker of a multi-worker run: the chief writes the files
@@ -951,6 +953,31 @@ def inspect(
 
         doc = {"summary": summary, "delegates": dele}
         write_text(json_out, json.dumps(jsonable(doc), indent=2) + "\n")
+
+
+def _print_quantization_choices(con, rep: dict) -> None:
+    """The accuracy budget's and the granularity's outcome in a line each, the most damaging ops as a table."""
+    from .quantization.budget import Budget
+    from .report import sensitivity_layer, sensitivity_rows
+
+    b = rep.get("budget")
+    if b:
+        budget = Budget(b["metric"], b["target"])
+        kept = ", ".join(sensitivity_layer(op) for op in b["float_ops"]) or "none"
+        con.print(f"accuracy budget met: {budget.describe(b['value'])} (every op INT8: "
+                  f"{budget.describe(b['all_int8'])}) with {len(b['float_ops'])} of {b['ops_total']} ops in float: "
+                  f"{kept}", markup=False)
+    g = rep.get("granularity")
+    if g:
+        con.print(f"weight granularity: {g['per_tensor']} of {g['layers_total']} layers per-tensor, "
+                  f"{g['size_per_channel']:,} → {g['size']:,} bytes, output cosine {g['cosine_per_channel']:.5f} → "
+                  f"{g['cosine']:.5f}", markup=False)
+    sens = rep.get("sensitivity")
+    if sens and sens.get("layers"):
+        rows = sensitivity_rows(sens)
+        shown = min(10, len(rows) - 1)
+        con.print(_table(f"INT8 sensitivity: the {shown} most damaging of {len(rows) - 1} ops (all in the "
+                         "report)", rows[:shown + 1]))
 
 
 def _inspect_sensitivity(model: Path, json_out: Optional[Path], per_channel: bool, data, imp) -> None:
