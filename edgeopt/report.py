@@ -491,7 +491,7 @@ def sensitivity_rows(sens: dict) -> list[tuple[str, ...]]:
     rows = [tuple(head)]
     for i, r in enumerate(sens["layers"], 1):
         cells = [str(i), r["op"], sensitivity_layer(r), "-" if r["rmse_steps"] is None else f"{r['rmse_steps']:.3f}",
-                 f"{100 * r['relative_rmse']:.2f} %"]
+                 "-" if r["relative_rmse"] is None else f"{100 * r['relative_rmse']:.2f} %"]
         if e2e:
             cells += [f"{r['float_alone']['cosine']:.5f}", f"{r['gain_cosine']:+.5f}"]
             if top1:

@@ -36,9 +36,16 @@ ROUNDING_FLOOR = 1 / np.sqrt(12)  # RMSE of rounding to a grid, in grid steps
 
 def _relative_rmse(float_values, quant_values, scale, zero_point) -> float:
     """RMS of (dequantized INT8 - float) over the RMS of the float output."""
-    f = np.asarray(float_values, np.float64)
-    q = (np.asarray(quant_values, np.float64) - zero_point) * scale
-    return float(np.sqrt(np.mean((q - f) ** 2)) / (np.sqrt(np.mean(f ** 2)) + 1e-12))
+    with np.errstate(invalid="ignore", over="ignore"):  # a non-finite float value gives NaN, skipped by nanmean
+        f = np.asarray(float_values, np.float64)
+        q = (np.asarray(quant_values, np.float64) - zero_point) * scale
+        return float(np.sqrt(np.mean((q - f) ** 2)) / (np.sqrt(np.mean(f ** 2)) + 1e-12))
+
+
+def _finite(value) -> float | None:
+    """A CSV figure of the debugger as a float, None when it is not finite (no sample gave a usable value)."""
+    x = float(value)
+    return x if np.isfinite(x) else None
 
 
 def debugger(model, calib: Sequence[np.ndarray], held: Sequence[np.ndarray], *, input_names: Sequence[str],
@@ -137,10 +144,10 @@ def analyse_calibrated(model, calib, held, *, input_names, output_names, output_
         rows.append({"op": r["op_name"], "tensor": r["tensor_name"], "layers": layers,
                      "onnx": [origins[n] for n in layers if n in origins], "scale": scale,
                      "rmse": float(np.sqrt(mse)), "rmse_steps": float(np.sqrt(mse) / scale) if scale else None,
-                     "relative_rmse": float(r["relative_rmse"]), "max_abs_error": float(r["max_abs_error"])})
+                     "relative_rmse": _finite(r["relative_rmse"]), "max_abs_error": _finite(r["max_abs_error"])})
     result = {"samples": int(len(held[0])), "per_channel": per_channel, "layers": rows, "all_int8": None}
     if not end_to_end or not rows:
-        rows.sort(key=lambda row: -row["relative_rmse"])
+        rows.sort(key=lambda row: -(row["relative_rmse"] or 0.0))
         return result, dbg.calibrated_model
     workdir.mkdir(parents=True, exist_ok=True)
     reference = run_keras(model, held)
@@ -158,5 +165,5 @@ def analyse_calibrated(model, calib, held, *, input_names, output_names, output_
         row["gain_top1"] = (None if base["top1_agreement"] is None
                             else alone["top1_agreement"] - base["top1_agreement"])
     path.unlink(missing_ok=True)
-    rows.sort(key=lambda row: (-row["gain_cosine"], -row["relative_rmse"]))
+    rows.sort(key=lambda row: (-row["gain_cosine"], -(row["relative_rmse"] or 0.0)))
     return result, calibrated
