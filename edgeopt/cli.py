@@ -178,7 +178,8 @@ HINT_OPT = typer.Option(None, "--hint", metavar="LAYER", help="also learn this t
                         "distillation, through a 1x1 adapter); a Keras layer name of the import or its ONNX node "
                         "name", rich_help_panel=DST)
 HINT_STUDENT_OPT = typer.Option(None, "--hint-student", metavar="LAYER", help="the student layer that learns the "
-                                "hint (default: the deepest one of the teacher layer's size, or a multiple of it)",
+                                "hint (default: the deepest one of the teacher layer's size, else of the smallest "
+                                "multiple of it)",
                                 rich_help_panel=DST)
 HINT_WEIGHT_OPT = typer.Option(1.0, "--hint-weight", help="weight of the hint term (the feature map's squared error "
                                "relative to the teacher's mean square)", rich_help_panel=DST)
@@ -415,7 +416,8 @@ def compress(
     prune, quantize)
 
     Exit codes: 0 done; 2 a problem with the input, data or flags; 3 the import does not match onnxruntime;
-    4 the model was written but its report is incomplete (a measurement failed; the report says which).
+    4 the model was written but its report is incomplete (a measurement failed; the report says which); 5 no
+    INT8 model meets --min-agreement or --max-accuracy-drop.
     """
     from .outputs import check_not_input, default_output
     from .params import ImportParams, ReportParams
@@ -431,6 +433,8 @@ def compress(
                                       parity_samples=parity_samples))
     rep = _checked(ReportParams, dict(latency_runs=latency_runs, warmup_runs=warmup_runs, num_threads=num_threads,
                                       delegates=delegates, sensitivity=sensitivity))
+    if sensitivity and precision != "int8":
+        raise typer.BadParameter("--sensitivity analyses INT8 quantization: give --int8")
     calls = [StageCall("import", {k: getattr(imp, k) for k in ("input_shape", "parity_tolerance", "parity_samples")})]
     train_raw = _train_dict(epochs, batch_size, lr, optimizer, momentum, weight_decay, schedule, warmup_epochs,
                             loss, temperature, label_smoothing, augment, crop_padding, val_split, patience, seed,
@@ -996,13 +1000,15 @@ def _inspect_sensitivity(model: Path, json_out: Optional[Path], per_channel: boo
     result = run(model, calls, output=None, data=data, quiet=False,
                  report=ReportParams(latency_runs=1, warmup_runs=0, delegates=False, sensitivity=True))
     rep = result.report
+    from .errors import EdgeoptError
+
     failed = [i for i in rep["incomplete"] if i["step"] == "sensitivity"]
     if failed:
-        from .errors import EdgeoptError
-
         raise EdgeoptError(f"the sensitivity analysis failed: {failed[0]['error']}")
     sens = rep["sensitivity"]
     base = sens["all_int8"]
+    if base is None:
+        raise EdgeoptError(f"{model.name}: its INT8 model has no quantized op to analyse")
     title = (f"INT8 sensitivity of {model.name} per op, most damaging first ({sens['samples']} held-back samples; "
              f"every op in INT8: cosine {base['cosine']:.5f}"
              + ("" if base.get("top1_agreement") is None else f", top-1 agreement {100 * base['top1_agreement']:.2f} %")

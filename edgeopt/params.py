@@ -256,7 +256,7 @@ class DistillParams(TrainParams):
     hint: str = _f("", "feature (hint) distillation: the teacher layer whose feature map a student layer learns "
                        "through a 1x1 adapter (a Keras layer name of the import, or its ONNX node name)")
     hint_student: str = _f("", "the student layer of the hint (default: the deepest one with the teacher layer's "
-                               "height and width, or a multiple of them)")
+                               "height and width, else of the smallest multiple of them)")
     hint_weight: float = _f(1.0, "weight of the hint term (the feature map's squared error relative to the "
                                  "teacher's mean square)")
 
@@ -266,6 +266,8 @@ class DistillParams(TrainParams):
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.hint_weight <= 0:
             raise ValueError(f"hint_weight must be positive, got {self.hint_weight}")
+        if self.hint_weight != 1.0 and not self.hint:
+            raise ValueError("hint_weight weighs a hint: give hint (the teacher layer) too")
         if self.hint_student and not self.hint:
             raise ValueError("hint_student names the student's side of a hint: give hint (the teacher layer) too")
         from .distillation.students import STUDENTS, student

@@ -475,7 +475,8 @@ def distillation_lines(report: dict) -> list[str]:
         mine = [(k, v) for k, v in timed.items() if k != "teacher fp32"]
         t = timed["teacher fp32"]
         lines += ["Latency on this host, the teacher's FP32 .tflite timed in the same interleaved run: teacher "
-                  f"{t:.3f} ms, " + ", ".join(f"student {k} {v:.3f} ms ({t / v:.1f}x faster)" for k, v in mine)
+                  f"{t:.3f} ms, " + ", ".join(f"student {k} {v:.3f} ms ({t / v:.1f}x faster)" if v < t else
+                                              f"student {k} {v:.3f} ms ({v / t:.1f}x slower)" for k, v in mine)
                   + ".", ""]
     return lines
 
@@ -562,7 +563,9 @@ def sensitivity_lines(report: dict) -> list[str]:
         return []
     base = sens.get("all_int8")
     text = (f"Each quantized op on the {sens['samples']} held-back samples "
-            f"({'per-channel' if sens['per_channel'] else 'per-tensor'} weights). RMSE (steps): the op's INT8 "
+            f"({'per-channel' if sens['per_channel'] else 'per-tensor'} weights"
+            + (", before the per-layer granularity choice" if report.get("granularity") else "")
+            + "). RMSE (steps): the op's INT8 "
             "output against the float op on the same inputs, in quantization steps (0.289 is the rounding floor); "
             "relative RMSE: the same over the float output's RMS.")
     if base is not None:

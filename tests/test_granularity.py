@@ -20,6 +20,7 @@ def _small_depthwise():
     y = k.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
     y = k.layers.DepthwiseConv2D(3, padding="same", activation="relu")(y)
     y = k.layers.Conv2D(24, 1, activation="relu")(y)
+    y = k.layers.Conv2DTranspose(8, 2, strides=2, activation="relu")(y)  # TRANSPOSE_CONV: data input 2
     y = k.layers.Dense(5)(k.layers.GlobalAveragePooling2D()(y))
     return k.Model(x, y)
 
@@ -45,8 +46,9 @@ def test_the_per_tensor_rewrite_matches_the_converters_per_tensor_model(tmp_path
 
     per_channel, per_tensor = int8(True), int8(False)
     found = layers(per_channel)
-    assert sorted(layer.op for layer in found) == ["CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"]
-    assert {layer.channels for layer in found} == {16, 24, 5}
+    assert sorted(layer.op for layer in found) == ["CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+                                                    "TRANSPOSE_CONV"]
+    assert {layer.channels for layer in found} == {16, 24, 8, 5}
     assert layers(per_tensor) == []  # nothing left to switch
     rewritten = to_per_tensor(per_channel, found)
     assert layers(rewritten) == [] and len(rewritten) < len(per_channel)

@@ -2,7 +2,8 @@
 named teacher layer through a 1x1 convolution (the adapter), which maps the student's channels onto the teacher's.
 
 The student layer is the user's (``--hint-student``), or else the deepest one whose feature map has the teacher
-layer's height and width, or an integer multiple of them (then average pooling brings it down first). The adapter
+layer's height and width; only when none has, the deepest of the smallest integer multiple of them (average
+pooling then brings it down first). The adapter
 and the pooling exist only in training: the student that is written has none of them.
 
 Layer names are the Keras names of the imported teacher; an ONNX node name such as
@@ -48,7 +49,10 @@ def find_layer(model, name: str, role: str):
     layers = _feature_layers(model)
     by_name = {layer.name: layer for layer in layers}
     clean = re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip("._-")
-    for cand in (name, clean, f"n{clean}"):
+    # the importer records each layer's ONNX node (its names are cut at 60 characters and may get suffixes)
+    origins = getattr(model, "_edgeopt_origins", {})
+    by_node = [k for k, origin in origins.items() if origin.rsplit(" (", 1)[0] == name and k in by_name]
+    for cand in (name, *by_node, clean, f"n{clean}", clean[:60]):
         if cand in by_name:
             return by_name[cand]
     if any(layer.name in (name, clean) for layer in model.layers):

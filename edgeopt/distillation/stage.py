@@ -87,7 +87,8 @@ def distill(artifact: Artifact, params: DistillParams, ctx: Context) -> Artifact
               f"labels and soft targets (alpha {params.alpha:g})",
               "loss": [*run.loss, *([f"hint={params.hint_weight:g}"] if hint else [])],
               "temperature": params.temperature,
-              "teacher": teacher.name if hint is None else "Keras (the import, which also gives the hint layer)",
+              "teacher": teacher.name if hint is None else "Keras (the model this stage received, which also "
+                                                            "gives the hint layer)",
               "hint": None if hint is None else hint.info,
               "teacher_params": before["params"], "teacher_macs": before["macs"],
               "student_params": after["params"], "student_macs": after["macs"],

@@ -6,7 +6,8 @@ model's).
 The order is the sensitivity analysis' (:mod:`.sensitivity`: the gain in output cosine when the op alone stays
 float). Every candidate is requantized from one calibration, so a step costs a requantization and one pass over the
 measuring samples. Those samples are the ones the report measures on too (the held-back split, or the labeled
-evaluation data), so the report's figures for them are the ones the choice was made on; the record says so.
+evaluation data), so the report's figures come from the samples the choice was made on (against the Keras model
+here, against the FP32 .tflite there: the two agree to conversion parity); the record says which samples.
 """
 from __future__ import annotations
 

@@ -33,7 +33,9 @@ class Layer:
     saved_bytes: int  # float32 scales dropped (weight and bias)
 
 
-_WEIGHT_INPUT = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2), "TRANSPOSE_CONV": (1, 3)}
+# op → (weights, bias, data input) input indices
+_INPUTS = {"CONV_2D": (1, 2, 0), "DEPTHWISE_CONV_2D": (1, 2, 0), "FULLY_CONNECTED": (1, 2, 0),
+           "TRANSPOSE_CONV": (1, 3, 2)}
 
 
 def _model(data: bytes):
@@ -66,7 +68,7 @@ def layers(data: bytes) -> list[Layer]:
     schema, model = _model(data)
     names = _op_names(schema)
     graph = model.subgraphs[0]
-    users: dict[int, int] = {}
+    users: dict[int, int] = {}  # readers per tensor (equal constants may also share a buffer: see to_per_tensor)
     for op in graph.operators:
         for t in op.inputs if op.inputs is not None else []:
             users[int(t)] = users.get(int(t), 0) + 1
@@ -74,9 +76,9 @@ def layers(data: bytes) -> list[Layer]:
     for op in graph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
-        if kind not in _WEIGHT_INPUT:
+        if kind not in _INPUTS:
             continue
-        wi, bi = _WEIGHT_INPUT[kind]
+        wi, bi, _ = _INPUTS[kind]
         ins = list(op.inputs)
         w = graph.tensors[ins[wi]]
         q = w.quantization
@@ -84,9 +86,10 @@ def layers(data: bytes) -> list[Layer]:
                 or _buffer(model, w) is None or users.get(int(ins[wi]), 0) != 1:
             continue
         bias = ins[bi] if len(ins) > bi and ins[bi] >= 0 else None
-        if bias is not None and (graph.tensors[bias].type != schema.TensorType.INT32
-                                 or _buffer(model, graph.tensors[bias]) is None or users.get(int(bias), 0) != 1):
-            continue
+        if bias is not None:
+            bt = graph.tensors[bias]
+            if bt.type != schema.TensorType.INT32 or _buffer(model, bt) is None or users.get(int(bias), 0) != 1:
+                continue  # a bias tensor that another op reads too (or not int32) would change under that op
         wq = _weights(model, w).astype(np.float64)
         dim = int(q.quantizedDimension)
         shape = [1] * wq.ndim
@@ -101,18 +104,34 @@ def layers(data: bytes) -> list[Layer]:
     return out
 
 
+def _own_buffer(schema, model, tensor, data: np.ndarray) -> None:
+    """Point ``tensor`` at a new buffer holding ``data``: the old one may be shared with another tensor (the
+    converter stores equal constants once), which must keep its values. Equal vectors are merged again when the
+    file is written."""
+    old = int(tensor.buffer)
+    buf = schema.BufferT()
+    buf.data = data
+    model.buffers.append(buf)
+    tensor.buffer = len(model.buffers) - 1
+    if not any(int(t.buffer) == old for g in model.subgraphs for t in g.tensors):
+        model.buffers[old].data = None  # no reader left: the old values are not written
+
+
 def to_per_tensor(data: bytes, chosen: Sequence[Layer]) -> bytes:
     """``data`` with the weights of ``chosen`` on one scale (and their biases rescaled to it)."""
     from .compact import _sharing_builder
 
     schema, model = _model(data)
+    names = _op_names(schema)
     graph = model.subgraphs[0]
     input_scale = {}
+    wanted = {layer.weight for layer in chosen if layer.bias is not None}
     for op in graph.operators:
-        for layer in chosen:
-            if layer.weight in list(op.inputs):
-                x = graph.tensors[op.inputs[0]]
-                input_scale[layer.weight] = float(x.quantization.scale[0])
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+        if kind in _INPUTS and int(op.inputs[_INPUTS[kind][0]]) in wanted:
+            x = graph.tensors[op.inputs[_INPUTS[kind][2]]]
+            input_scale[int(op.inputs[_INPUTS[kind][0]])] = float(x.quantization.scale[0])
     for layer in chosen:
         w = graph.tensors[layer.weight]
         q = w.quantization
@@ -122,7 +141,7 @@ def to_per_tensor(data: bytes, chosen: Sequence[Layer]) -> bytes:
         old = np.asarray(q.scale, np.float64)
         w_float = _weights(model, w).astype(np.float64) * old.reshape(shape)
         q_pt, s_pt = _per_tensor(w_float)
-        model.buffers[w.buffer].data = np.frombuffer(q_pt.tobytes(), np.uint8)
+        _own_buffer(schema, model, w, np.frombuffer(q_pt.tobytes(), np.uint8))
         q.scale, q.zeroPoint, q.quantizedDimension = [s_pt], [0], 0
         if layer.bias is not None:
             b = graph.tensors[layer.bias]
@@ -130,8 +149,8 @@ def to_per_tensor(data: bytes, chosen: Sequence[Layer]) -> bytes:
             s_in = input_scale[layer.weight]
             rescaled = np.round(values * old / s_pt)  # b·(s_in·s_c) = b'·(s_in·s)
             info = np.iinfo(np.int32)
-            model.buffers[b.buffer].data = np.frombuffer(
-                np.clip(rescaled, info.min, info.max).astype(np.int32).tobytes(), np.uint8)
+            _own_buffer(schema, model, b, np.frombuffer(
+                np.clip(rescaled, info.min, info.max).astype(np.int32).tobytes(), np.uint8))
             b.quantization.scale, b.quantization.zeroPoint = [s_in * s_pt], [0]
             b.quantization.quantizedDimension = 0
     builder = _sharing_builder()(len(data))

@@ -84,9 +84,11 @@ def requantize(calibrated: bytes, *, per_channel: bool = True, float_ops: Sequen
     T = tf()
     io = {"float32": T.float32, "int8": T.int8, "uint8": T.uint8}[io_type]
     with quiet_native_stderr():
-        return convert.mlir_quantize(calibrated, disable_per_channel=not per_channel,
-                                     fully_quantize=io_type != "float32", input_data_type=io, output_data_type=io,
-                                     enable_numeric_verify=False, denylisted_nodes=list(float_ops) or None)
+        # as the converter does it (lite.py): the data types set the inputs and outputs (fully_quantize would
+        # force them to int8)
+        return convert.mlir_quantize(calibrated, disable_per_channel=not per_channel, input_data_type=io,
+                                     output_data_type=io, enable_numeric_verify=False,
+                                     denylisted_nodes=list(float_ops) or None)
 
 
 def layer_names(tensor: str) -> list[str]:

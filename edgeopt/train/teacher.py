@@ -33,10 +33,14 @@ class Teacher:
         return "onnxruntime" if self.source is not None else "Keras"
 
     def __call__(self, x_onnx: np.ndarray) -> list[np.ndarray]:
-        if self.source is None:
-            outs = self.model(self.inputs[0].to_keras(x_onnx), training=False)
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            return [np.asarray(o, np.float32) for o in outs]
+        if self.source is None:  # in batches: a whole validation set (with hint feature maps) at once may not fit
+            x = self.inputs[0].to_keras(x_onnx)
+            parts = []
+            for s in range(0, len(x), BATCH):
+                outs = self.model(x[s:s + BATCH], training=False)
+                parts.append([np.asarray(o, np.float32) for o in (outs if isinstance(outs, (list, tuple))
+                                                                   else [outs])])
+            return [np.concatenate(column, axis=0) for column in zip(*parts)]
         from edgeopt.frontends.parity import reference_session
 
         sess = reference_session(self.source)
