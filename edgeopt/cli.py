@@ -322,8 +322,8 @@ def compress(
                                                   rich_help_panel=QNT),
     auto_granularity: bool = typer.Option(False, "--auto-granularity", help="per layer, one weight scale instead "
                                           "of one per channel where the held-back output cosine stays within "
-                                          "0.002 of all per-channel: smaller files for narrow and depthwise "
-                                          "networks", rich_help_panel=QNT),
+                                          "0.002 (top-1 agreement within 1 point) of all per-channel: smaller "
+                                          "files for narrow and depthwise networks", rich_help_panel=QNT),
     max_accuracy_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", metavar="POINTS",
                                                       help="accuracy budget with labels: keep the most damaging "
                                                       "ops in float until top-1 is at most POINTS below float "

@@ -93,8 +93,9 @@ class PTQParams:
                                                "until top-1 accuracy is at most this many points below the float "
                                                "model's")
     auto_granularity: bool = _f(False, "per layer, one weight scale instead of one per channel where the output "
-                                       "cosine on the held-back samples stays within 0.002 of all per-channel "
-                                       "(smaller files for narrow and depthwise networks)")
+                                       "cosine on the held-back samples stays within 0.002 (top-1 agreement "
+                                       "within 1 point) of all per-channel (smaller files for narrow and "
+                                       "depthwise networks)")
 
     def __post_init__(self):
         if self.auto_granularity and not self.per_channel:

@@ -513,7 +513,11 @@ def granularity_lines(report: dict) -> list[str]:
     return ["## Weight granularity per layer", "",
             f"{g['per_tensor']} of {g['layers_total']} layers use one weight scale: output cosine with FP32 "
             f"{g['cosine']:.5f} against {g['cosine_per_channel']:.5f} with every layer per-channel (tolerance "
-            f"{g['tolerance']:g}, on {g['measured_on']}); size {g['size']:,} bytes{share(g['size'])} against "
+            f"{g['tolerance']:g}" + ("" if g.get("top1_agreement") is None else
+                                     f"; top-1 agreement {100 * g['top1_agreement']:.2f} % against "
+                                     f"{100 * g['top1_agreement_per_channel']:.2f} %, tolerance "
+                                     f"{100 * g['agreement_tolerance']:.2g} points")
+            + f", on {g['measured_on']}); size {g['size']:,} bytes{share(g['size'])} against "
             f"{g['size_per_channel']:,}{share(g['size_per_channel'])}. Layers were tried in the order of the "
             "error one scale gives their weights (the table's order).", "", _md_table(rows), ""]
 

@@ -179,13 +179,15 @@ def _granularity(artifact: Artifact, model, ctx: Context, data: bytes, ins, outs
     reference = run_keras(model, held)
     path = ctx.workdir / "granularity_candidate.tflite"
 
-    def cosine(candidate: bytes) -> float:
+    def fidelity(candidate: bytes) -> dict:
         path.write_bytes(candidate)
         rows = compare_outputs(reference, run_tflite(path, held, input_names=ins, output_names=outs), out_specs)
-        return float(np.mean([r["cosine_mean"] for r in rows]))
+        agree = [r["top1_agreement"] for r in rows if "top1_agreement" in r]
+        return {"cosine": float(np.mean([r["cosine_mean"] for r in rows])),
+                "top1_agreement": float(agree[0]) if agree else None}
 
     with status(f"choosing the weight granularity per layer on {len(held[0])} held-back samples"):
-        chosen, record = choose(data, cosine)
+        chosen, record = choose(data, fidelity, samples=len(held[0]))
     path.unlink(missing_ok=True)
     record["measured_on"] = f"the {len(held[0])} held-back samples"
     return chosen, {"granularity": record}

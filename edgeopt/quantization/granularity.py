@@ -8,8 +8,8 @@ layer switched to per-tensor here gets one scale: its weights are requantized fr
 input-times-weight scale (TFLite adds the int32 bias at that scale), and every other tensor is left as it was.
 
 The layers are tried in the order of the relative error one scale gives their weights; the largest prefix whose
-model keeps the output cosine with FP32 within ``tolerance`` of the per-channel model (on held-back samples) is
-kept, found by bisection (the cosine falls, in practice, as more layers switch; the check measures every model
+model keeps the output cosine with FP32 within ``tolerance`` of the per-channel model, and for a classifier its
+top-1 agreement with FP32 within one point (two samples if that is more), on held-back samples, is kept, found by bisection (the cosine falls, in practice, as more layers switch; the check measures every model
 it keeps).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 TOLERANCE = 0.002  # output cosine the per-tensor layers may cost, against the all-per-channel model
+AGREEMENT_TOLERANCE = 0.01  # and top-1 agreement with FP32 (a classifier): one point, or two samples if more
 
 
 @dataclass(frozen=True)
@@ -158,31 +159,44 @@ def to_per_tensor(data: bytes, chosen: Sequence[Layer]) -> bytes:
     return bytes(builder.Output())
 
 
-def choose(data: bytes, cosine: Callable[[bytes], float], *, tolerance: float = TOLERANCE) -> tuple[bytes, dict]:
-    """The model with the most layers per-tensor whose output cosine (``cosine(bytes)``, against FP32) stays within
-    ``tolerance`` of ``data``'s (all per-channel), and the record of the choice per layer."""
+def choose(data: bytes, fidelity: Callable[[bytes], dict], *, samples: int, tolerance: float = TOLERANCE,
+           agreement_tolerance: float = AGREEMENT_TOLERANCE) -> tuple[bytes, dict]:
+    """The model with the most layers per-tensor whose fidelity (``fidelity(bytes)`` → ``cosine`` and, for a
+    classifier, ``top1_agreement``, against FP32, on ``samples`` samples) stays within ``tolerance`` cosine and
+    ``agreement_tolerance`` top-1 agreement (at least two samples' worth) of ``data``'s (all per-channel), and the
+    record of the choice per layer."""
+    agreement_tolerance = max(agreement_tolerance, 2.0 / max(samples, 1))
     order = sorted(layers(data), key=lambda layer: (layer.error_per_tensor, -layer.saved_bytes))
-    base = cosine(data)
-    tried: dict[int, tuple[bytes, float]] = {0: (data, base)}
+    base = fidelity(data)
+    tried: dict[int, tuple[bytes, dict]] = {0: (data, base)}
 
-    def at(k: int) -> tuple[bytes, float]:
+    def at(k: int) -> tuple[bytes, dict]:
         if k not in tried:
             model = to_per_tensor(data, order[:k])
-            tried[k] = (model, cosine(model))
+            tried[k] = (model, fidelity(model))
         return tried[k]
 
+    def keeps(k: int) -> bool:
+        f = at(k)[1]
+        agree = base.get("top1_agreement") is None or \
+            base["top1_agreement"] - f["top1_agreement"] <= agreement_tolerance + 1e-12
+        return base["cosine"] - f["cosine"] <= tolerance and agree
+
     lo, hi = 0, len(order)  # lo: known to keep the fidelity
-    if hi and base - at(hi)[1] <= tolerance:
+    if hi and keeps(hi):
         lo = hi
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if base - at(mid)[1] <= tolerance:
+        if keeps(mid):
             lo = mid
         else:
             hi = mid
     model, value = at(lo)
     per_tensor = {layer.name for layer in order[:lo]}
-    record = {"tolerance": tolerance, "cosine_per_channel": base, "cosine": value, "layers_total": len(order),
+    record = {"tolerance": tolerance, "agreement_tolerance": agreement_tolerance,
+              "cosine_per_channel": base["cosine"], "cosine": value["cosine"],
+              "top1_agreement_per_channel": base.get("top1_agreement"), "top1_agreement": value.get("top1_agreement"),
+              "layers_total": len(order),
               "per_tensor": lo, "size_per_channel": len(data), "size": len(model), "tried": len(tried),
               "layers": [{"op": layer.op, "weights": layer.name, "channels": layer.channels,
                           "granularity": "per-tensor" if layer.name in per_tensor else "per-channel",
