@@ -164,12 +164,11 @@ def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifac
 def _granularity(artifact: Artifact, model, ctx: Context, data: bytes, ins, outs):
     """Per-tensor weights for the layers where the output cosine with FP32 on the held-back samples stays within
     the tolerance of all per-channel (:mod:`edgeopt.quantization.granularity`); (bytes, meta with the record)."""
-    import numpy as np
-
     from .console import status
     from .errors import DataError
-    from .evaluate import compare_outputs, run_keras, run_tflite
+    from .evaluate import run_keras
     from .quantization.granularity import choose
+    from .quantization.sensitivity import fidelity
 
     specs, out_specs = artifact.meta["inputs"], artifact.meta["outputs"]
     held = [s.to_keras(a) for s, a in zip(specs, ctx.samples(specs).holdout)]
@@ -179,15 +178,12 @@ def _granularity(artifact: Artifact, model, ctx: Context, data: bytes, ins, outs
     reference = run_keras(model, held)
     path = ctx.workdir / "granularity_candidate.tflite"
 
-    def fidelity(candidate: bytes) -> dict:
+    def measured(candidate: bytes) -> dict:
         path.write_bytes(candidate)
-        rows = compare_outputs(reference, run_tflite(path, held, input_names=ins, output_names=outs), out_specs)
-        agree = [r["top1_agreement"] for r in rows if "top1_agreement" in r]
-        return {"cosine": float(np.mean([r["cosine_mean"] for r in rows])),
-                "top1_agreement": float(agree[0]) if agree else None}
+        return fidelity(path, held, reference, input_names=ins, output_names=outs, output_specs=out_specs)
 
     with status(f"choosing the weight granularity per layer on {len(held[0])} held-back samples"):
-        chosen, record = choose(data, fidelity, samples=len(held[0]))
+        chosen, record = choose(data, measured, samples=len(held[0]))
     path.unlink(missing_ok=True)
     record["measured_on"] = f"the {len(held[0])} held-back samples"
     return chosen, {"granularity": record}

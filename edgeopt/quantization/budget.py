@@ -82,16 +82,13 @@ def choose_float_ops(calibrated: bytes, ranked: Sequence[dict], *, budget: Budge
 def agreement_measure(held: Sequence[np.ndarray], reference: Sequence[np.ndarray], *, input_names, output_names,
                       output_specs) -> tuple[str, Callable[[Path], float]]:
     """(metric, measure): top-1 agreement with ``reference`` for a classifier, else the mean output cosine."""
-    from ..evaluate import compare_outputs, run_tflite
+    from ..evaluate import is_classifier
+    from .sensitivity import fidelity
 
-    def rows(path: Path) -> list[dict]:
-        outs = run_tflite(path, held, input_names=input_names, output_names=output_names)
-        return compare_outputs(reference, outs, output_specs)
-
-    probe = [r for r in compare_outputs(reference, reference, output_specs) if "top1_agreement" in r]
-    if probe:
-        return "agreement", lambda path: next(r["top1_agreement"] for r in rows(path) if "top1_agreement" in r)
-    return "cosine", lambda path: float(np.mean([r["cosine_mean"] for r in rows(path)]))
+    io = dict(input_names=input_names, output_names=output_names, output_specs=output_specs)
+    if any(is_classifier(spec) for spec in output_specs):
+        return "agreement", lambda path: fidelity(path, held, reference, **io)["top1_agreement"]
+    return "cosine", lambda path: fidelity(path, held, reference, **io)["cosine"]
 
 
 def accuracy_drop_measure(x_keras: Sequence[np.ndarray], labels: np.ndarray, float_top1: float, *, index: int,

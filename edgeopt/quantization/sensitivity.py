@@ -106,7 +106,9 @@ def layer_names(tensor: str) -> list[str]:
     return out
 
 
-def _fidelity(path: Path, held, reference, *, input_names, output_names, output_specs) -> dict:
+def fidelity(path: Path, held, reference, *, input_names, output_names, output_specs) -> dict:
+    """The .tflite ``path`` on ``held`` against ``reference`` (FP32 outputs): mean output cosine, and the top-1
+    agreement of the first classifier output (None without one)."""
     from ..evaluate import compare_outputs, run_tflite
 
     outs = run_tflite(path, held, input_names=input_names, output_names=output_names)
@@ -157,11 +159,11 @@ def analyse_calibrated(model, calib, held, *, input_names, output_names, output_
     fid = dict(input_names=input_names, output_names=output_names, output_specs=output_specs)
     path = workdir / "sensitivity_int8.tflite"
     path.write_bytes(requantize(calibrated, per_channel=per_channel))
-    base = _fidelity(path, held, reference, **fid)
+    base = fidelity(path, held, reference, **fid)
     result["all_int8"] = base
     for row in track(rows, f"keeping each of {len(rows)} ops in float, one at a time", total=len(rows)):
         path.write_bytes(requantize(calibrated, per_channel=per_channel, float_ops=[row["tensor"]]))
-        alone = _fidelity(path, held, reference, **fid)
+        alone = fidelity(path, held, reference, **fid)
         row["float_alone"] = alone
         row["gain_cosine"] = alone["cosine"] - base["cosine"]
         row["gain_top1"] = (None if base["top1_agreement"] is None
