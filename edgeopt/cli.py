@@ -307,6 +307,10 @@ def compress(
                                                "(`OUT.report.json`, `.md`, `.svg`) is written beside it"),
     int8: bool = typer.Option(False, "--int8", help="full-integer INT8 post-training quantization",
                               rich_help_panel=QNT),
+    qat: bool = typer.Option(False, "--qat", help="quantization-aware training: fine-tune the model with "
+                             "fake-quantized weights and activations on --data (the training flags), then convert "
+                             "to full-integer INT8 (implies --int8); the report sets plain PTQ beside it",
+                             rich_help_panel=QNT),
     fp16: bool = typer.Option(False, "--fp16", help="float16 weights", rich_help_panel=QNT),
     dynamic_range: bool = typer.Option(False, "--dynamic-range", help="int8 weights, float activations. "
                                        "At most one of --int8, --fp16, --dynamic-range; none: FP32",
@@ -411,6 +415,9 @@ def compress(
     * `edgeopt compress resnet.onnx --prune-latency 0.5 --data train/ --epochs 3 --int8 --ssh pi@rpi.local` (until
     the INT8 model runs in half the time on the board)
 
+    * `edgeopt compress model.onnx --qat --data train/ --epochs 2 --lr 1e-5` (quantization-aware training on the
+    labeled folder, then INT8; the report compares it with plain PTQ)
+
     * `edgeopt compress teacher.onnx --distill mobilenet_v2_035 --data train/ --epochs 20 --int8` (train a
     MobileNetV2-0.35 to imitate the model, then quantize the student; the order is import, fine-tune, distill,
     prune, quantize)
@@ -423,9 +430,15 @@ def compress(
     from .params import ImportParams, ReportParams
     from .pipeline import StageCall
 
-    chosen = [n for n, on in (("int8", int8), ("fp16", fp16), ("dynamic-range", dynamic_range)) if on]
+    chosen = [n for n, on in (("int8", int8 or qat), ("fp16", fp16), ("dynamic-range", dynamic_range)) if on]
     if len(chosen) > 1:
-        raise typer.BadParameter("choose one of --int8, --fp16, --dynamic-range")
+        raise typer.BadParameter("choose one of --int8 (or --qat), --fp16, --dynamic-range")
+    if qat and (min_agreement is not None or max_accuracy_drop is not None or auto_granularity):
+        raise typer.BadParameter("--qat trains every layer in INT8: --min-agreement, --max-accuracy-drop and "
+                                 "--auto-granularity belong to post-training quantization (--int8 without --qat)")
+    if qat and not per_channel:
+        raise typer.BadParameter("--qat uses per-channel conv weights (tensorflow-model-optimization's scheme): "
+                                 "drop --per-tensor")
     precision = chosen[0] if chosen else "fp32"
     data_params = _data_params(calib, calib_samples, holdout, size, mean, std, channel_order, value_range, resize,
                                labels=labels, val=val, val_labels=val_labels, data=data)
@@ -458,7 +471,12 @@ def compress(
                                                                  prune_steps, latency, channels, restore_bn)))
     if (min_agreement is not None or max_accuracy_drop is not None) and precision != "int8":
         raise typer.BadParameter("--min-agreement and --max-accuracy-drop are budgets of INT8: give --int8")
-    if precision == "int8":
+    if qat:
+        from .params import QATParams
+
+        params = _checked(QATParams, {**train_raw, "io_type": io_type})
+        calls.append(StageCall("quantize.qat", {**{k: getattr(params, k) for k in train_raw}, "io_type": io_type}))
+    elif precision == "int8":
         from .params import PTQParams
 
         ptq = _checked(PTQParams, dict(io_type=io_type, per_channel=per_channel, min_agreement=min_agreement,

@@ -244,6 +244,16 @@ class PruneParams(TrainParams):
 
 
 @dataclass(frozen=True)
+class QATParams(TrainParams):
+    """Quantization-aware training: fake-quantized weights and activations (tensorflow-model-optimization's 8-bit
+    scheme, ranges starting from the calibration), fine-tuned through the shared trainer, then converted to a
+    full-integer INT8 `.tflite` (the training fields above; without labels the float model's outputs are the
+    targets)."""
+
+    io_type: Literal["int8", "uint8", "float32"] = _f("int8", "type of the model's inputs and outputs")
+
+
+@dataclass(frozen=True)
 class DistillParams(TrainParams):
     """Knowledge distillation: train a mobile student from the zoo (`edgeopt students`) to imitate the model (the
     teacher), on its soft targets mixed with the labels, or on its outputs alone without labels (the training

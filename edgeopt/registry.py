@@ -20,6 +20,7 @@ STAGE_MODULES = (
     "edgeopt.train.stage",
     "edgeopt.pruning.stage",
     "edgeopt.distillation.stage",
+    "edgeopt.quantization.stage",
 )
 
 

@@ -76,6 +76,9 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
     report = _skeleton(ctx, final, keras_art, params)
     fp32 = _fp32_reference(ctx, keras_art, report)
     models = {"fp32": fp32, final.meta["precision"]: final} if fp32 is not None else {final.meta["precision"]: final}
+    if final.meta.get("qat"):  # quantization-aware training: plain PTQ of the same float model beside it
+        report["qat"] = dict(final.meta["qat"])
+        models["int8 ptq"] = Artifact(path=Path(final.meta["ptq_int8"]), format="tflite", meta=dict(final.meta))
     with measuring(report, "fidelity", "measuring fidelity on held-back samples"):
         _fidelity(report, ctx, keras_art, models, final)
     if final.meta.get("granularity"):
@@ -201,6 +204,8 @@ def _fidelity(report: dict, ctx: Context, keras_art: Artifact, models: dict[str,
     report["conversion_parity"] = compare_outputs(run_keras(keras_art.model, x), ref, specs_out)
     if final is not fp32:
         report["fidelity"] = compare_outputs(ref, run_tflite(final.path, x, **io), specs_out)
+    if "int8 ptq" in models and report.get("qat") is not None:
+        report["qat"]["ptq_fidelity"] = compare_outputs(ref, run_tflite(models["int8 ptq"].path, x, **io), specs_out)
 
 
 def _sensitivity(report: dict, ctx: Context, keras_art: Artifact, final: Artifact) -> None:
@@ -672,6 +677,54 @@ def training_lines(report: dict) -> list[str]:
     return lines
 
 
+def qat_lines(report: dict) -> list[str]:
+    """The QAT section: how each layer was wrapped, QAT against plain PTQ, and the training epochs."""
+    q = report.get("qat")
+    if not q:
+        return []
+    sch = q["schemes"]
+    types = {}
+    for p in q["edgeopt_configs"]:
+        types.setdefault(p["scheme"], Counter())[p["type"]] += 1
+
+    def listed(scheme: str) -> str:
+        found = types.get(scheme)
+        return f" ({', '.join(f'{t} x{n}' for t, n in sorted(found.items()))})" if found else ""
+
+    calib = (report.get("evaluation_data") or {}).get("calibration_samples")
+    lines = ["## Quantization-aware training", "",
+             "`int8` is the quantization-aware trained file; `int8 ptq` is the same float model quantized "
+             f"post-training on the same {calib if calib is not None else ''} calibration samples, for comparison.",
+             "",
+             f"{q['layers']} layers: {sch.get('default', 0)} with tensorflow-model-optimization's default 8-bit "
+             f"scheme, {sch.get('output', 0)} with an output fake-quant{listed('output')}, "
+             f"{sch.get('pass-through', 0)} pass-through{listed('pass-through')}"
+             + (f", {sch['calibrated']} without fake-quant, calibrated at conversion{listed('calibrated')}"
+                if sch.get("calibrated") else "") + f". {q['ranges_from_calibration']} "
+             "activation ranges started from the calibration samples, the weight ranges from the weights.", ""]
+    rows = [("vs FP32 on the held-back samples", "top-1 agreement", "cosine (mean)", "max abs error")]
+    for label, fid in (("int8 (QAT)", report.get("fidelity")), ("int8 ptq", q.get("ptq_fidelity"))):
+        for r in fid or []:
+            agree = f"{100 * r['top1_agreement']:.2f} %" if "top1_agreement" in r else "-"
+            rows.append((f"{label}: {r['name']}", agree, f"{r['cosine_mean']:.5f}", _g(r["max_abs_error"])))
+    if len(rows) > 1:
+        lines += [_md_table(rows), ""]
+    acc = (report.get("accuracy") or {}).get("models", {})
+    if "int8" in acc and "int8 ptq" in acc:
+        a, b = acc["int8"]["top1"]["accuracy"], acc["int8 ptq"]["top1"]["accuracy"]
+        ref = acc.get("fp32", {}).get("top1", {}).get("accuracy")
+        lines += [f"Top-1 accuracy: QAT {_pct(a)}, PTQ {_pct(b)} ({100 * (a - b):+.2f} points)"
+                  + (f", FP32 {_pct(ref)}" if ref is not None else "") + ".", ""]
+    t = q["training"]
+    d = t["data"]
+    lines += [f"{t['title']} for {t['epochs_run']} of {t['epochs']} epochs ({t['steps_per_epoch']} steps of "
+              f"{t['global_batch']} samples) on {d['samples']} samples of `{d['source']}`; targets: "
+              f"{d['targets']}; loss {t['objective']}; optimizer {t['optimizer']}; {t['strategy']['replicas']} "
+              f"replica(s) ({t['strategy']['name']}). The fake-quantized model's epochs:", "",
+              _md_table(training_rows(t)), ""]
+    return lines
+
+
 def accuracy_lines(report: dict) -> list[str]:
     """What the accuracy was measured on: the data, the labels, the classifier output and the interval."""
     acc = report["accuracy"]
@@ -758,6 +811,7 @@ def to_markdown(report: dict) -> str:
     out += budget_lines(report)
     out += granularity_lines(report)
     out += sensitivity_lines(report)
+    out += qat_lines(report)
     out += distillation_lines(report)
     out += pruning_lines(report)
     out += training_lines(report)

@@ -229,10 +229,13 @@ def _clone(k, model, *, synchronized: bool, training: bool = True):
 
     def clone_layer(layer):
         config = layer.get_config()
-        if isinstance(layer, k.layers.BatchNormalization) and training:
-            config["synchronized"] = synchronized
+        norm, inner = layer, config
+        if isinstance(layer, k.layers.Wrapper):  # a QAT wrapper: its layer's config is nested
+            norm, inner = layer.layer, config["layer"]["config"]
+        if isinstance(norm, k.layers.BatchNormalization) and training:
+            inner["synchronized"] = synchronized
             if not synchronized:
-                config["fused"] = False
+                inner["fused"] = False
         return layer.__class__.from_config(config)
 
     copy = k.models.clone_model(model, clone_function=clone_layer)

@@ -1,0 +1,265 @@
+"""Quantization-aware training (QAT) with tensorflow-model-optimization's default 8-bit scheme.
+
+:func:`quantize` wraps every layer of a tf_keras model for QAT: fake-quantized weights (per channel for convs,
+per tensor for Dense) and activations with moving-average ranges, as ``tfmot.quantization.keras.quantize_model``
+does. The default scheme refuses layers it does not know (``Multiply``, a lone ``BatchNormalization``, and every
+custom layer of the ONNX importer); each such layer is annotated here with one of two QuantizeConfigs:
+
+- :class:`OutputQuantizeConfig` for a layer that computes new values (hard-swish, SE multiply, a constant scale,
+  normalization, a math function): its output gets a fake-quant with a learned range, like an activation. Its own
+  weights, if any, stay float during training; the converter quantizes them.
+- :class:`PassThroughQuantizeConfig` for a layer that only moves values (slices, splits, pads, reshapes,
+  transposes, reverses): the int8 kernels keep the input's scale, so no range is learned. Recurrent layers and
+  layers with several outputs get it too (scheme ``calibrated``): the converter calibrates them on the samples.
+
+The model is then fine-tuned through the shared trainer (:func:`edgeopt.train.trainer.train`) and converted with
+the learned ranges by :func:`to_int8`. Ranges the training did not learn (a layer left pass-through) come from the
+calibration samples, so the file is full-integer all the same.
+
+>>> qat_model, plan = quantize(model)  # doctest: +SKIP
+>>> [p for p in plan if p["scheme"] != "default"][:1]  # doctest: +SKIP
+[{'layer': 'hardswish_1', 'type': 'HardSwish', 'scheme': 'output'}]
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Sequence
+
+import numpy as np
+
+from edgeopt._tf import keras
+from edgeopt.errors import ConversionError
+
+# Layers that only move or select values: int8 kernels carry the input's scale through them.
+_PASS_THROUGH = {"Slice", "Split", "Pad", "Reverse", "Reshape", "Permute", "Flatten", "Cropping1D", "Cropping2D",
+                 "ZeroPadding1D", "ZeroPadding2D", "RepeatVector", "Dropout", "SpatialDropout2D"}
+# Layers whose outputs get no fake-quant although they compute (several outputs, or recurrent layers whose int8
+# kernels the converter calibrates itself): their ranges come from the calibration samples at conversion.
+_CALIBRATED = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}
+# Activations the default scheme's Activation config accepts (tfmot 0.8: Default8BitActivationQuantizeConfig)
+_ACTIVATIONS = {"relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh"}
+
+_CLASSES: dict | None = None
+
+
+def _config_classes() -> dict:
+    """The two QuantizeConfig classes, defined once TensorFlow is loaded (importing edgeopt never imports TF)."""
+    global _CLASSES
+    if _CLASSES is not None:
+        return _CLASSES
+    import tensorflow_model_optimization as tfmot
+
+    base = tfmot.quantization.keras.QuantizeConfig
+    quantizers = tfmot.quantization.keras.quantizers
+
+    class _NoWeights(base):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_config(self):
+            return {}
+
+    class OutputQuantizeConfig(_NoWeights):
+        """Fake-quantize the layer's output (asymmetric, per tensor, 8 bits, moving-average range)."""
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                      narrow_range=False)]
+
+    class PassThroughQuantizeConfig(_NoWeights):
+        """No fake-quant: the layer moves values, and its int8 kernel keeps the input's scale."""
+
+        def get_output_quantizers(self, layer):
+            return []
+
+    _CLASSES = {"OutputQuantizeConfig": OutputQuantizeConfig, "PassThroughQuantizeConfig": PassThroughQuantizeConfig}
+    return _CLASSES
+
+
+def custom_objects() -> dict:
+    """Everything a QAT model needs to be cloned or reloaded: edgeopt's QuantizeConfigs and custom layers."""
+    from edgeopt.frontends.onnx import layers as importer_layers
+
+    objects = dict(_config_classes())
+    objects.update(importer_layers.custom_objects())
+    return objects
+
+
+@contextmanager
+def quantize_scope():
+    """tfmot's quantize scope with edgeopt's configs and layers: cloning and loading QAT models happen inside it."""
+    import tensorflow_model_optimization as tfmot
+
+    with tfmot.quantization.keras.quantize_scope(custom_objects()):
+        yield
+
+
+def scheme_of(layer, registry=None) -> str:
+    """How :func:`quantize` treats ``layer``: ``default`` (tfmot's own scheme), ``output`` (a learned output range),
+    ``pass-through`` (moves values: keeps its input's scale) or ``calibrated`` (no fake-quant in training: the
+    converter calibrates the layer, e.g. recurrent layers and layers with several outputs).
+
+    >>> scheme_of(keras().layers.Multiply())  # doctest: +SKIP
+    'output'
+    """
+    import tensorflow_model_optimization as tfmot
+
+    registry = registry or tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
+    name = type(layer).__name__
+    if isinstance(layer, keras().layers.Activation):
+        fn = getattr(layer.activation, "__name__", "")
+        return "default" if fn in _ACTIVATIONS else "output"
+    if registry.supports(layer):
+        return "default"
+    if name in _PASS_THROUGH:
+        return "pass-through"
+    if _outputs(layer) > 1 or name in _CALIBRATED:
+        return "calibrated"
+    return "output"
+
+
+def _outputs(layer) -> int:
+    try:
+        out = layer.output
+    except (AttributeError, ValueError):  # a layer used more than once has no single output
+        return 1
+    return len(out) if isinstance(out, (list, tuple)) else 1
+
+
+def quantize(model):
+    """(QAT model, plan): ``model`` with every layer annotated and wrapped for quantization-aware training, and
+    one ``{"layer", "type", "scheme"}`` entry per layer (input layers left out). ``model`` is not changed."""
+    import tensorflow_model_optimization as tfmot
+
+    k = keras()
+    q = tfmot.quantization.keras
+    registry = q.default_8bit.Default8BitQuantizeRegistry()
+    classes = _config_classes()
+    plan: list[dict] = []
+    for layer in model.layers:
+        if isinstance(layer, k.layers.InputLayer):
+            continue
+        plan.append({"layer": layer.name, "type": type(layer).__name__, "scheme": scheme_of(layer, registry)})
+    schemes = {p["layer"]: p["scheme"] for p in plan}
+    nested = [p["layer"] for p in plan if isinstance(model.get_layer(p["layer"]), k.Model)]
+    if nested:
+        raise ConversionError(f"QAT needs a flat model; layer {nested[0]!r} is a whole model inside it",
+                              hint="export the model flat (or use PTQ: --int8 without --qat)")
+
+    def annotate(layer):
+        scheme = schemes.get(layer.name)
+        if scheme == "output":
+            return q.quantize_annotate_layer(layer, classes["OutputQuantizeConfig"]())
+        if scheme in ("pass-through", "calibrated"):
+            return q.quantize_annotate_layer(layer, classes["PassThroughQuantizeConfig"]())
+        if scheme == "default":
+            return q.quantize_annotate_layer(layer)
+        return layer
+
+    with quantize_scope():
+        annotated = k.models.clone_model(model, clone_function=annotate)
+        annotated.set_weights(model.get_weights())
+        try:
+            qat = q.quantize_apply(annotated)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise ConversionError(f"the model cannot be prepared for QAT: {str(exc).splitlines()[0][:300]}",
+                                  hint="use PTQ (--int8 without --qat)") from None
+    for attr in ("_edgeopt_origins",):
+        if hasattr(model, attr):
+            setattr(qat, attr, getattr(model, attr))
+    return qat, plan
+
+
+def to_int8(qat_model, calib: Sequence[np.ndarray], *, input_names: Sequence[str], output_names: Sequence[str],
+            io_type: str = "int8") -> bytes:
+    """Full-integer `.tflite` bytes of a QAT model: the learned ranges, and ``calib`` (Keras-layout arrays, one per
+    input) for any tensor without one."""
+    from ..converter import to_tflite
+    from .ptq import calibration_samples
+
+    return to_tflite(qat_model, input_names=input_names, output_names=output_names, precision="int8",
+                     representative=lambda: calibration_samples(calib), io_type=io_type, per_channel=True)
+
+
+def _weight_range(weight, quantizer, v) -> None:
+    """The range a LastValueQuantizer records on its first training step (it starts at [-6, 6])."""
+    w = np.asarray(weight.numpy(), np.float64)
+    if getattr(quantizer, "per_axis", False):
+        axes = tuple(range(w.ndim - 1))
+        lo, hi = w.min(axis=axes), w.max(axis=axes)
+    else:
+        lo, hi = np.array(w.min()), np.array(w.max())
+    lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+    if getattr(quantizer, "symmetric", False):
+        hi = np.maximum(-lo, hi)
+        lo = -hi
+    v["min_var"].assign(np.broadcast_to(lo, v["min_var"].shape).astype(np.float32))
+    v["max_var"].assign(np.broadcast_to(hi, v["max_var"].shape).astype(np.float32))
+
+
+def initialise_ranges(qat_model, float_model, calib: Sequence[np.ndarray], *, batch: int = 32) -> int:
+    """Set every activation range of ``qat_model`` to the min/max (0 included) of the matching tensor of
+    ``float_model`` on ``calib``, as post-training calibration would, and every weight range to its weights';
+    returns how many activation ranges were set.
+
+    tfmot starts every range at [-6, 6] and moves it by an exponential average with decay 0.999, so a short
+    fine-tuning would otherwise end with ranges that still remember the start: calibrated ranges make QAT start
+    where PTQ ends. A range whose tensor the float model does not have (a layer tfmot's transforms made) keeps
+    its start and learns.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    k = keras()
+    q = tfmot.quantization.keras
+    targets: list[tuple[object, object, object]] = []  # (float tensor, min var, max var)
+    by_name = {layer.name: layer for layer in float_model.layers}
+    for layer in qat_model.layers:
+        if isinstance(layer, q.QuantizeWrapperV2) or type(layer).__name__.startswith("QuantizeWrapper"):
+            inner = by_name.get(layer.layer.name)
+            if inner is None or _outputs(inner) > 1:
+                continue
+            pairs = []
+            out_vars = getattr(layer, "_output_quantizer_vars", None)
+            if out_vars:
+                pairs.append(out_vars)
+            for act in getattr(layer, "_quantize_activations", []) or []:
+                post = getattr(act, "_post_activation_vars", None)
+                if post:
+                    pairs.append(post)
+            for v in pairs:
+                targets.append((inner.output, v["min_var"], v["max_var"]))
+            for weight, quantizer, v in getattr(layer, "_weight_vars", []) or []:
+                _weight_range(weight, quantizer, v)
+        elif type(layer).__name__ == "QuantizeLayer" and "min_var" in (getattr(layer, "quantizer_vars", None) or {}):
+            # the input quantizer (it starts at [0, 0] and widens as it sees values): the range of the layer it reads
+            inbound = layer._inbound_nodes[0].inbound_layers
+            source = by_name.get((inbound[0] if isinstance(inbound, (list, tuple)) else inbound).name)
+            if source is not None and _outputs(source) == 1:
+                targets.append((source.output, layer.quantizer_vars["min_var"], layer.quantizer_vars["max_var"]))
+    if not targets:
+        return 0
+    probe = k.Model(float_model.inputs, [t for t, _, _ in targets])
+    lo = np.zeros(len(targets), np.float64)
+    hi = np.zeros(len(targets), np.float64)
+    n = len(calib[0])
+    for s in range(0, n, batch):
+        outs = probe([np.asarray(a[s:s + batch], np.float32) for a in calib] if len(calib) > 1
+                     else np.asarray(calib[0][s:s + batch], np.float32), training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        for i, o in enumerate(outs):
+            o = np.asarray(o)
+            lo[i] = min(lo[i], float(o.min()))
+            hi[i] = max(hi[i], float(o.max()))
+    for i, (_, vmin, vmax) in enumerate(targets):
+        vmin.assign(np.full(vmin.shape, lo[i], np.float32))
+        vmax.assign(np.full(vmax.shape, max(hi[i], lo[i] + 1e-6), np.float32))
+    return len(targets)
