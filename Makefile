@@ -4,7 +4,7 @@
 # make bench  same set-up, then the benchmarks: bench/results/compress.{json,md}, bench_repeatability.{json,md},
 #             real_models.{json,md}, train_throughput.{json,md}, finetune.{json,md}, prune.{json,md},
 #             distill.{json,md} (DISTILL_ARGS passes options to bench/distill_bench.py, e.g. "--seeds 0 --epochs 3";
-#             its full run is 18 trainings of 15 epochs on 60,000 images: many hours on 2 cores)
+#             its full run is 18 trainings of 15 epochs on 60,000 images: many hours on 2 cores), qat.{json,md}
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/prune_bench.py
 	$(PY) bench/distill_bench.py $(DISTILL_ARGS)
+	$(PY) bench/qat_bench.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

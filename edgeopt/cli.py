@@ -436,6 +436,12 @@ def compress(
     if qat and (min_agreement is not None or max_accuracy_drop is not None or auto_granularity):
         raise typer.BadParameter("--qat trains every layer in INT8: --min-agreement, --max-accuracy-drop and "
                                  "--auto-granularity belong to post-training quantization (--int8 without --qat)")
+    if qat and sensitivity:
+        raise typer.BadParameter("--sensitivity analyses post-training quantization; with --qat the INT8 file is "
+                                 "trained: give --int8 without --qat for the table")
+    if qat and save_keras is not None:
+        raise typer.BadParameter("--save-keras keeps a Keras model; with --qat the trained model is the INT8 "
+                                 ".tflite (run --finetune or --distill with --save-keras first, then --qat)")
     if qat and not per_channel:
         raise typer.BadParameter("--qat uses per-channel conv weights (tensorflow-model-optimization's scheme): "
                                  "drop --per-tensor")

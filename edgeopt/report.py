@@ -100,7 +100,7 @@ def build_report(ctx: Context, *, params: ReportParams) -> dict[str, Any]:
     parsed = {}
     with measuring(report, "analysis", "reading the .tflite files"):
         parsed = _analysis(columns, models)
-    if len(columns) == 2:
+    if "fp32" in columns and final.meta["precision"] in columns and final.meta["precision"] != "fp32":
         report["size_ratio"] = columns[final.meta["precision"]]["size_bytes"] / columns["fp32"]["size_bytes"]
     if final.meta.get("every_op_int8"):  # what the ops kept in float cost: the every-op INT8 model beside it
         every = Artifact(path=Path(final.meta["every_op_int8"]), format="tflite", meta=dict(final.meta))

@@ -107,6 +107,7 @@ def test_students_train_with_qat_and_convert_to_integer_ops_only(name, tmp_path)
     from edgeopt.distillation.students import build_student
     from edgeopt.evaluate import run_tflite
     from edgeopt.params import TrainParams
+    from edgeopt.quantization.ptq import quantize_int8
     from edgeopt.quantization.qat import initialise_ranges, quantize, quantize_scope, to_int8
     from edgeopt.train.data import from_arrays
     from edgeopt.train.trainer import Objective, train
@@ -121,10 +122,11 @@ def test_students_train_with_qat_and_convert_to_integer_ops_only(name, tmp_path)
         assert {("HardSwish", "output"), ("HardSigmoid", "output"), ("Multiply", "output")} <= schemes
     if name.startswith("shufflenet"):
         assert ("Split", "pass-through") in schemes
+    assert ("BatchNormalization", "default") in schemes and ("BatchNormalization", "output") not in schemes
     assert initialise_ranges(qat_model, model, [x[:32]]) > 10
     trained = qat_model
     if name != "mobilenet_v2_035":
-        before = [np.array(w) for w in qat_model.get_weights()]
+        before = [np.array(w) for w in qat_model.trainable_weights]
         teacher = np.asarray(model(x, training=False))
         with quantize_scope():
             result = train(qat_model, from_arrays(x, teacher_outputs=[teacher]), TrainParams(epochs=1, batch_size=16),
@@ -132,7 +134,7 @@ def test_students_train_with_qat_and_convert_to_integer_ops_only(name, tmp_path)
                            title="qat")
         assert np.isfinite(result.history[0]["loss"])
         trained = result.model
-        after = trained.get_weights()
+        after = [np.array(w) for w in trained.trainable_weights]
         assert len(after) == len(before) and any(not np.array_equal(a, b) for a, b in zip(before, after))
     data = to_int8(trained, [x[:32]], input_names=["x"], output_names=["y"])
     path = tmp_path / "qat.tflite"
@@ -142,6 +144,55 @@ def test_students_train_with_qat_and_convert_to_integer_ops_only(name, tmp_path)
     assert summary.inputs[0].dtype == "int8" and summary.outputs[0].dtype == "int8"
     out = run_tflite(path, [x[32:]], input_names=["x"], output_names=["y"])[0]
     assert out.shape == (16, 10) and np.isfinite(out).all()
+    # every BatchNormalization folds into its conv as in PTQ: the same ops, none added around the convs
+    (tmp_path / "ptq.tflite").write_bytes(quantize_int8(model, [x[:32]], input_names=["x"], output_names=["y"]))
+    assert summary.op_histogram == read_tflite(tmp_path / "ptq.tflite").op_histogram
+
+
+def test_learned_ranges_survive_training_and_reach_the_tflite(tmp_path):
+    """A HardSwish feeding a Concatenate (tfmot turns that output fake-quant off) trains through the trainer's
+    clone; a softmax Dense gets its input range from the float logits; the .tflite input scale is the range QAT
+    learned, not one recalibrated from the conversion samples."""
+    from edgeopt._tf import keras
+    from edgeopt.analyze.tflite import read_tflite
+    from edgeopt.frontends.onnx.layers import custom
+    from edgeopt.params import TrainParams
+    from edgeopt.quantization.qat import initialise_ranges, quantize, quantize_scope, to_int8
+    from edgeopt.train.data import from_arrays
+    from edgeopt.train.trainer import Objective, train
+
+    k = keras()
+    k.utils.set_random_seed(0)
+    inp = k.Input((8, 8, 3))
+    a = custom("HardSwish")(name="hswish")(k.layers.Conv2D(4, 3, padding="same", name="conv_a")(inp))
+    b = k.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_b")(inp)
+    x = k.layers.GlobalAveragePooling2D()(k.layers.Concatenate(name="concat")([a, b]))
+    model = k.Model(inp, k.layers.Dense(3, activation="softmax", name="head")(x))
+    rng = np.random.default_rng(0)
+    x_train = rng.uniform(-2, 2, (64, 8, 8, 3)).astype(np.float32)
+    y_train = rng.integers(0, 3, 64)
+    qat_model, plan = quantize(model)
+    assert {p["layer"]: p["scheme"] for p in plan}["hswish"] == "output"
+    initialise_ranges(qat_model, model, [x_train])
+    head = qat_model.get_layer("quant_head")
+    pre = head._quantize_activations[0]._pre_activation_vars
+    logits = k.Model(model.inputs, model.get_layer("head").input)(x_train) @ model.get_layer("head").kernel \
+        + model.get_layer("head").bias
+    assert float(pre["min_var"].numpy()) == pytest.approx(min(0.0, float(np.min(logits))), rel=1e-5)
+    assert float(pre["max_var"].numpy()) == pytest.approx(max(0.0, float(np.max(logits))), rel=1e-5)
+    with quantize_scope():
+        result = train(qat_model, from_arrays(x_train, y_train), TrainParams(epochs=2, batch_size=16, lr=1e-3),
+                       objective=Objective((("ce", 1.0),), 0, 3, probabilities=True), checkpoint_dir=tmp_path / "c")
+    assert len(result.model.get_weights()) == len(qat_model.get_weights())
+    learned = result.model.get_layer("quantize_layer").quantizer_vars
+    lo, hi = float(learned["min_var"].numpy()), float(learned["max_var"].numpy())
+    assert lo == pytest.approx(float(x_train.min()), abs=1e-5) and hi == pytest.approx(float(x_train.max()), abs=1e-5)
+    # converted with samples of half the range: the input scale still comes from the learned [lo, hi]
+    path = tmp_path / "m.tflite"
+    path.write_bytes(to_int8(result.model, [x_train * 0.5], input_names=["x"], output_names=["y"]))
+    summary = read_tflite(path)
+    assert summary.fully_integer and not summary.float_ops
+    assert summary.inputs[0].scale[0] == pytest.approx((hi - lo) / 255, rel=0.02)
 
 
 def _report(out: Path) -> dict:
@@ -202,6 +253,8 @@ def test_qat_after_pruning_and_without_labels(tmp_path):
     (["--qat", "--min-agreement", "0.99"], "belong to post-training quantization"),
     (["--qat", "--fp16"], "choose one of --int8 (or --qat), --fp16"),
     (["--qat", "--per-tensor"], "per-channel conv weights"),
+    (["--qat", "--sensitivity", "--data", IMAGES], "--sensitivity analyses post-training quantization"),
+    (["--qat", "--save-keras", "k.keras", "--data", IMAGES], "the trained model is the INT8 .tflite"),
     (["--qat"], "this run trains (quantize.qat) and has no training data"),
 ])
 def test_qat_flags_that_cannot_work_are_refused(args, message, tmp_path):

@@ -39,7 +39,30 @@ _CALIBRATED = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}
 # Activations the default scheme's Activation config accepts (tfmot 0.8: Default8BitActivationQuantizeConfig)
 _ACTIVATIONS = {"relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh"}
 
+# Activations tfmot's QuantizeAwareActivation wraps inside a conv or Dense (tfmot 0.8)
+_LAYER_ACTIVATIONS = {"linear", "relu", "swish", "gelu", "softmax", "sigmoid", "tanh", "NoOpActivation"}
+
 _CLASSES: dict | None = None
+
+
+def _after_linear_conv(bn) -> bool:
+    """Whether a BatchNormalization reads a Conv2D, DepthwiseConv2D or Dense without activation that feeds
+    nothing else (the pattern of tfmot's conv + BatchNorm transforms)."""
+    k = keras()
+    nodes = getattr(bn, "_inbound_nodes", [])
+    if len(nodes) != 1:
+        return False
+    inbound = nodes[0].inbound_layers
+    if isinstance(inbound, (list, tuple)):
+        if len(inbound) != 1:
+            return False
+        inbound = inbound[0]
+    if not isinstance(inbound, (k.layers.Conv2D, k.layers.DepthwiseConv2D, k.layers.Dense)) or \
+            isinstance(inbound, k.layers.Conv2DTranspose):
+        return False
+    if getattr(inbound.activation, "__name__", "") != "linear":
+        return False
+    return len(getattr(inbound, "_outbound_nodes", [])) == 1
 
 
 def _config_classes() -> dict:
@@ -69,11 +92,22 @@ def _config_classes() -> dict:
             return {}
 
     class OutputQuantizeConfig(_NoWeights):
-        """Fake-quantize the layer's output (asymmetric, per tensor, 8 bits, moving-average range)."""
+        """Fake-quantize the layer's output (asymmetric, per tensor, 8 bits, moving-average range).
+
+        ``quantize_output`` is the switch tfmot's transforms turn off where the next layer quantizes the same
+        tensor (a Concatenate's inputs); it is part of the config, so a clone keeps it."""
+
+        def __init__(self, quantize_output: bool = True):
+            self.quantize_output = quantize_output
 
         def get_output_quantizers(self, layer):
+            if not self.quantize_output:
+                return []
             return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
                                                       narrow_range=False)]
+
+        def get_config(self):
+            return {"quantize_output": self.quantize_output}
 
     class PassThroughQuantizeConfig(_NoWeights):
         """No fake-quant: the layer moves values, and its int8 kernel keeps the input's scale."""
@@ -115,11 +149,16 @@ def scheme_of(layer, registry=None) -> str:
 
     registry = registry or tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
     name = type(layer).__name__
-    if isinstance(layer, keras().layers.Activation):
+    k = keras()
+    if isinstance(layer, k.layers.Activation):
         fn = getattr(layer.activation, "__name__", "")
         return "default" if fn in _ACTIVATIONS else "output"
+    if isinstance(layer, k.layers.BatchNormalization) and _after_linear_conv(layer):
+        return "default"  # tfmot's conv + BatchNorm transforms take the pair: folded into the conv at conversion
     if registry.supports(layer):
-        return "default"
+        fn = getattr(getattr(layer, "activation", None), "__name__", "linear")
+        # a conv or Dense with an activation tfmot cannot wrap (relu6, elu, ...): its output range is learned
+        return "default" if fn in _LAYER_ACTIVATIONS else "output"
     if name in _PASS_THROUGH:
         return "pass-through"
     if _outputs(layer) > 1 or name in _CALIBRATED:
@@ -165,14 +204,22 @@ def quantize(model):
             return q.quantize_annotate_layer(layer)
         return layer
 
+    qat = None
     with quantize_scope():
-        annotated = k.models.clone_model(model, clone_function=annotate)
-        annotated.set_weights(model.get_weights())
-        try:
-            qat = q.quantize_apply(annotated)
-        except (ValueError, RuntimeError, TypeError) as exc:
-            raise ConversionError(f"the model cannot be prepared for QAT: {str(exc).splitlines()[0][:300]}",
-                                  hint="use PTQ (--int8 without --qat)") from None
+        for attempt in range(2):
+            annotated = k.models.clone_model(model, clone_function=annotate)
+            annotated.set_weights(model.get_weights())
+            try:
+                qat = q.quantize_apply(annotated)
+                break
+            except (ValueError, RuntimeError, TypeError) as exc:
+                paired = [p for p in plan if p["type"] == "BatchNormalization" and p["scheme"] == "default"]
+                if attempt == 0 and paired and "BatchNormalization" in str(exc):
+                    for p in paired:  # a pair tfmot's transforms did not take: each BatchNorm learns its range
+                        p["scheme"] = schemes[p["layer"]] = "output"
+                    continue
+                raise ConversionError(f"the model cannot be prepared for QAT: {str(exc).splitlines()[0][:300]}",
+                                      hint="use PTQ (--int8 without --qat)") from None
     for attr in ("_edgeopt_origins",):
         if hasattr(model, attr):
             setattr(qat, attr, getattr(model, attr))
@@ -206,6 +253,16 @@ def _weight_range(weight, quantizer, v) -> None:
     v["max_var"].assign(np.broadcast_to(hi, v["max_var"].shape).astype(np.float32))
 
 
+def _linear_output(layer):
+    """The float tensor of ``layer`` (a conv or Dense with an activation) before its activation: a copy of the layer
+    with a linear activation and the same weights, applied to the layer's input."""
+    config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_linear_probe"}
+    copy = layer.__class__.from_config(config)
+    out = copy(layer.input)
+    copy.set_weights(layer.get_weights())
+    return out
+
+
 def initialise_ranges(qat_model, float_model, calib: Sequence[np.ndarray], *, batch: int = 32) -> int:
     """Set every activation range of ``qat_model`` to the min/max (0 included) of the matching tensor of
     ``float_model`` on ``calib``, as post-training calibration would, and every weight range to its weights';
@@ -231,12 +288,19 @@ def initialise_ranges(qat_model, float_model, calib: Sequence[np.ndarray], *, ba
             out_vars = getattr(layer, "_output_quantizer_vars", None)
             if out_vars:
                 pairs.append(out_vars)
+            pre = []
             for act in getattr(layer, "_quantize_activations", []) or []:
                 post = getattr(act, "_post_activation_vars", None)
                 if post:
                     pairs.append(post)
+                if getattr(act, "_pre_activation_vars", None):
+                    pre.append(act._pre_activation_vars)
             for v in pairs:
                 targets.append((inner.output, v["min_var"], v["max_var"]))
+            if pre:  # softmax, sigmoid, tanh inside a layer quantize its input: the layer's linear output
+                linear = _linear_output(inner)
+                for v in pre:
+                    targets.append((linear, v["min_var"], v["max_var"]))
             for weight, quantizer, v in getattr(layer, "_weight_vars", []) or []:
                 _weight_range(weight, quantizer, v)
         elif type(layer).__name__ == "QuantizeLayer" and "min_var" in (getattr(layer, "quantizer_vars", None) or {}):

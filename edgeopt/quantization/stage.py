@@ -8,6 +8,7 @@ report shows QAT beside plain PTQ: fidelity to FP32, accuracy, size and latency.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from edgeopt.artifact import Artifact
 from edgeopt.context import Context
@@ -47,9 +48,11 @@ def quantize_qat(artifact: Artifact, params: QATParams, ctx: Context) -> Artifac
     data = prepare_data(ctx, meta, params, teacher=teacher, needs_teacher=needs_teacher(params, has_labels=has_labels))
     with quantize_scope():
         result = train(qat_model, data, params, objective=objective,
-                       checkpoint_dir=checkpoint_folder(ctx, params, "quantize.qat"),
+                       checkpoint_dir=checkpoint_folder(ctx, params, "quantize.qat", part="qat"),
                        title="quantization-aware training")
     ctx.chief = ctx.chief and result.chief
+    if hasattr(model, "_edgeopt_origins"):  # conversion errors name the ONNX nodes
+        result.model._edgeopt_origins = model._edgeopt_origins
     ins, outs = _io_names(artifact)
     with status("converting the QAT model to int8 .tflite"):
         data_q = to_int8(result.model, calib, input_names=ins, output_names=outs, io_type=params.io_type)
@@ -64,6 +67,8 @@ def quantize_qat(artifact: Artifact, params: QATParams, ctx: Context) -> Artifac
         "ranges_from_calibration": ranges,
         "training": {**result.summary, "data": data.info, "history": result.history},
     }
-    return _tflite_artifact(artifact, data_q, ctx.workdir / f"{artifact.path.stem}_int8_qat.tflite", "int8",
-                            calibration={"source": samples.source, "samples": int(len(calib[0]))},
-                            per_channel=True, qat=record, ptq_int8=str(ptq_path))
+    out = _tflite_artifact(artifact, data_q, ctx.workdir / f"{artifact.path.stem}_int8_qat.tflite", "int8",
+                           calibration={"source": samples.source, "samples": int(len(calib[0]))},
+                           per_channel=True, qat=record, ptq_int8=str(ptq_path))
+    # the run's last training is this one (RunResult.training, the printed epochs)
+    return replace(out, metrics={**out.metrics, "training": record["training"]})
