@@ -697,7 +697,9 @@ def qat_lines(report: dict) -> list[str]:
              f"post-training on the same {calib if calib is not None else ''} calibration samples, for comparison.",
              "",
              f"{q['layers']} layers: {sch.get('default', 0)} with tensorflow-model-optimization's default 8-bit "
-             f"scheme, {sch.get('output', 0)} with an output fake-quant{listed('output')}, "
+             "scheme, " + (f"{sch['weights']} with its weights but no output fake-quant (the next layer folds into "
+                           "them), " if sch.get("weights") else "")
+             + f"{sch.get('output', 0)} with an output fake-quant{listed('output')}, "
              f"{sch.get('pass-through', 0)} pass-through{listed('pass-through')}"
              + (f", {sch['calibrated']} without fake-quant, calibrated at conversion{listed('calibrated')}"
                 if sch.get("calibrated") else "") + f". {q['ranges_from_calibration']} "

@@ -67,7 +67,7 @@ def test_quantize_wraps_every_layer_the_importer_emits(tmp_path):
             nothing_to_quantize.append(name)
             continue
         kinds = {p["scheme"] for p in plan}
-        assert kinds <= {"default", "output", "pass-through", "calibrated"}, (name, plan)
+        assert kinds <= {"default", "weights", "output", "pass-through", "calibrated"}, (name, plan)
         assert len(plan) == sum(1 for layer in model.layers if type(layer).__name__ != "InputLayer")
         seen.update(p["type"] for p in plan)
         x = [rng.uniform(-1, 1, (2, *inp.shape[1:])).astype(np.float32) for inp in model.inputs]

@@ -45,6 +45,39 @@ _LAYER_ACTIVATIONS = {"linear", "relu", "swish", "gelu", "softmax", "sigmoid", "
 _CLASSES: dict | None = None
 
 
+_FOLDABLE = {"HardSigmoid", "Clip", "ConstantOp"}
+
+
+def _folds_next(layer) -> bool:
+    """Whether ``layer`` is a linear Conv2D, DepthwiseConv2D or Dense read only by a layer the converter folds into
+    it (:data:`_FOLDABLE`; a ConstantOp only for add, sub and mul)."""
+    k = keras()
+    if not isinstance(layer, (k.layers.Conv2D, k.layers.DepthwiseConv2D, k.layers.Dense)) or \
+            isinstance(layer, k.layers.Conv2DTranspose):
+        return False
+    if getattr(layer.activation, "__name__", "") != "linear":
+        return False
+    out = getattr(layer, "_outbound_nodes", [])
+    if len(out) != 1:
+        return False
+    reader = out[0].outbound_layer
+    name = type(reader).__name__
+    return name in _FOLDABLE and (name != "ConstantOp" or getattr(reader, "op", "") in ("add", "sub", "mul"))
+
+
+def _weights_only_config(layer):
+    """tfmot's config for ``layer`` without its output fake-quant (per-channel weights for convs)."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry)
+
+    k = keras()
+    if isinstance(layer, k.layers.DepthwiseConv2D):
+        return registry.Default8BitConvQuantizeConfig(["depthwise_kernel"], [], False)
+    if isinstance(layer, k.layers.Conv2D):
+        return registry.Default8BitConvQuantizeConfig(["kernel"], [], False)
+    return registry.Default8BitQuantizeConfig(["kernel"], [], False)
+
+
 def _after_linear_conv(bn) -> bool:
     """Whether a BatchNormalization reads a Conv2D, DepthwiseConv2D or Dense without activation that feeds
     nothing else (the pattern of tfmot's conv + BatchNorm transforms)."""
@@ -139,6 +172,8 @@ def quantize_scope():
 
 def scheme_of(layer, registry=None) -> str:
     """How :func:`quantize` treats ``layer``: ``default`` (tfmot's own scheme), ``output`` (a learned output range),
+    ``weights`` (set by :func:`quantize`: tfmot's weights without the output fake-quant, where the next layer folds
+    into this one),
     ``pass-through`` (moves values: keeps its input's scale) or ``calibrated`` (no fake-quant in training: the
     converter calibrates the layer, e.g. recurrent layers and layers with several outputs).
 
@@ -188,6 +223,11 @@ def quantize(model):
         if isinstance(layer, k.layers.InputLayer):
             continue
         plan.append({"layer": layer.name, "type": type(layer).__name__, "scheme": scheme_of(layer, registry)})
+    # a linear conv or Dense whose only reader is an affine-and-clip layer (hard-sigmoid, a constant scale or
+    # shift, a clip): the converter folds that layer into the conv, so the conv's own output gets no fake-quant
+    for p in plan:
+        if p["scheme"] == "default" and _folds_next(model.get_layer(p["layer"])):
+            p["scheme"] = "weights"
     schemes = {p["layer"]: p["scheme"] for p in plan}
     nested = [p["layer"] for p in plan if isinstance(model.get_layer(p["layer"]), k.Model)]
     if nested:
@@ -200,6 +240,8 @@ def quantize(model):
             return q.quantize_annotate_layer(layer, classes["OutputQuantizeConfig"]())
         if scheme in ("pass-through", "calibrated"):
             return q.quantize_annotate_layer(layer, classes["PassThroughQuantizeConfig"]())
+        if scheme == "weights":
+            return q.quantize_annotate_layer(layer, _weights_only_config(layer))
         if scheme == "default":
             return q.quantize_annotate_layer(layer)
         return layer
