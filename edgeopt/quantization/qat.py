@@ -12,6 +12,9 @@ custom layer of the ONNX importer); each such layer is annotated here with one o
   transposes, reverses): the int8 kernels keep the input's scale, so no range is learned. Recurrent layers and
   layers with several outputs get it too (scheme ``calibrated``): the converter calibrates them on the samples.
 
+A linear conv or Dense read only by a layer the converter folds into it (hard-sigmoid, clip, a constant scale or
+shift) keeps tfmot's weight fake-quant but not its output one (scheme ``weights``), so the fold still happens.
+
 The model is then fine-tuned through the shared trainer (:func:`edgeopt.train.trainer.train`) and converted with
 the learned ranges by :func:`to_int8`. Ranges the training did not learn (a layer left pass-through) come from the
 calibration samples, so the file is full-integer all the same.
@@ -172,10 +175,9 @@ def quantize_scope():
 
 def scheme_of(layer, registry=None) -> str:
     """How :func:`quantize` treats ``layer``: ``default`` (tfmot's own scheme), ``output`` (a learned output range),
-    ``weights`` (set by :func:`quantize`: tfmot's weights without the output fake-quant, where the next layer folds
-    into this one),
     ``pass-through`` (moves values: keeps its input's scale) or ``calibrated`` (no fake-quant in training: the
-    converter calibrates the layer, e.g. recurrent layers and layers with several outputs).
+    converter calibrates the layer, e.g. recurrent layers and layers with several outputs). :func:`quantize` turns
+    ``default`` into ``weights`` (tfmot's weight fake-quant, no output one) for a conv the next layer folds into.
 
     >>> scheme_of(keras().layers.Multiply())  # doctest: +SKIP
     'output'
