@@ -127,6 +127,21 @@ def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch: int, optimiz
     return losses
 
 
+def fit_one_cycle(model, x: np.ndarray, y: np.ndarray, settings: dict, *, log=print) -> float:
+    """``fit`` with SGD (momentum 0.9, Nesterov, ``settings["weight_decay"]``), a one-cycle learning rate peaking at
+    ``settings["lr"]``, ``settings["epochs"]`` epochs of ``settings["batch"]``, shifts and flips; returns seconds."""
+    import torch
+
+    steps = settings["epochs"] * (len(x) // settings["batch"])
+    opt = torch.optim.SGD(model.parameters(), lr=settings["lr"], momentum=0.9, nesterov=True,
+                          weight_decay=settings["weight_decay"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings["lr"], total_steps=steps)
+    t0 = time.perf_counter()
+    fit(model, x, y, epochs=settings["epochs"], batch=settings["batch"], optimizer=opt, scheduler=sched,
+        seed=settings["seed"], shift_flip=True, log=log)
+    return time.perf_counter() - t0
+
+
 def export(model, path: Path) -> None:
     import torch
 
@@ -150,15 +165,8 @@ def trained(cache: Path, log=print) -> dict:
     x, y = fashion("train")
     xt, yt = fashion("t10k")
     model = build().to(memory_format=torch.channels_last)  # NHWC kernels: faster on CPU
-    steps = SETTINGS["epochs"] * (len(x) // SETTINGS["batch"])
-    opt = torch.optim.SGD(model.parameters(), lr=SETTINGS["lr"], momentum=0.9, nesterov=True,
-                          weight_decay=SETTINGS["weight_decay"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=SETTINGS["lr"], total_steps=steps)
     log(f"training the torch ResNet-14 on Fashion-MNIST ({SETTINGS['epochs']} epochs)")
-    t0 = time.perf_counter()
-    fit(model, x, y, epochs=SETTINGS["epochs"], batch=SETTINGS["batch"], optimizer=opt, scheduler=sched,
-        seed=SETTINGS["seed"], shift_flip=True, log=log)
-    seconds = time.perf_counter() - t0
+    seconds = fit_one_cycle(model, x, y, SETTINGS, log=log)
     model = model.to(memory_format=torch.contiguous_format)
     torch.save(model.state_dict(), folder / "weights.pt")
     export(model, folder / "model.onnx")

@@ -128,15 +128,8 @@ def trained(log=print) -> dict:
     x, y = fr.fashion("train")
     xt, yt = fr.fashion("t10k")
     model = build().to(memory_format=torch.channels_last)
-    steps = SETTINGS["epochs"] * (len(x) // SETTINGS["batch"])
-    opt = torch.optim.SGD(model.parameters(), lr=SETTINGS["lr"], momentum=0.9, nesterov=True,
-                          weight_decay=SETTINGS["weight_decay"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=SETTINGS["lr"], total_steps=steps)
     log(f"training the torch MobileNetV3 on Fashion-MNIST ({SETTINGS['epochs']} epochs)")
-    t0 = time.perf_counter()
-    fr.fit(model, x, y, epochs=SETTINGS["epochs"], batch=SETTINGS["batch"], optimizer=opt, scheduler=sched,
-           seed=SETTINGS["seed"], shift_flip=True, log=log)
-    seconds = time.perf_counter() - t0
+    seconds = fr.fit_one_cycle(model, x, y, SETTINGS, log=log)
     model = model.to(memory_format=torch.contiguous_format).eval()
     torch.onnx.export(model, torch.zeros(1, 1, 28, 28), str(folder / "model.onnx"), input_names=["image"],
                       output_names=["logits"], dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}}, opset_version=17,

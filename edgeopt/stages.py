@@ -138,14 +138,7 @@ def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifac
     from .quantization.ptq import quantize_int8
 
     model = _keras_source(artifact, "quantize.ptq")
-    specs = artifact.meta["inputs"]
-    samples = ctx.samples(specs)
-    if samples.is_random:
-        ctx.warn(
-            "no calibration data: INT8 ranges are calibrated on random inputs in the value range "
-            f"{ctx.preprocess().value_range}, which usually costs accuracy; pass --calib with real inputs"
-        )
-    calib_keras = [s.to_keras(a) for s, a in zip(specs, samples.calib)]
+    samples, calib_keras = _calibration(ctx, artifact.meta["inputs"])
     ins, outs = _io_names(artifact)
     extra = {}
     if params.min_agreement is not None or params.max_accuracy_drop is not None:
@@ -159,6 +152,18 @@ def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifac
     return _tflite_artifact(artifact, data, ctx.workdir / f"{artifact.path.stem}_int8.tflite", "int8",
                             calibration={"source": samples.source, "samples": int(len(samples.calib[0]))},
                             per_channel=params.per_channel, **extra)
+
+
+def _calibration(ctx: Context, specs):
+    """(the run's samples, the calibration part in the Keras layout, one array per input); warns when they are
+    random inputs (no --calib or --data)."""
+    samples = ctx.samples(specs)
+    if samples.is_random:
+        ctx.warn(
+            "no calibration data: INT8 ranges are calibrated on random inputs in the value range "
+            f"{ctx.preprocess().value_range}, which usually costs accuracy; pass --calib with real inputs"
+        )
+    return samples, [s.to_keras(a) for s, a in zip(specs, samples.calib)]
 
 
 def _granularity(artifact: Artifact, model, ctx: Context, data: bytes, ins, outs):

@@ -51,19 +51,22 @@ _CLASSES: dict | None = None
 _FOLDABLE = {"HardSigmoid", "Clip", "ConstantOp"}
 
 
-def _folds_next(layer) -> bool:
-    """Whether ``layer`` is a linear Conv2D, DepthwiseConv2D or Dense read only by a layer the converter folds into
-    it (:data:`_FOLDABLE`; a ConstantOp only for add, sub and mul)."""
+def _single_reader_linear_conv(layer) -> bool:
+    """Whether ``layer`` is a Conv2D, DepthwiseConv2D or Dense without activation whose output one layer reads
+    (Conv2DTranspose excluded): the producer tfmot's conv transforms and the converter's folds expect."""
     k = keras()
     if not isinstance(layer, (k.layers.Conv2D, k.layers.DepthwiseConv2D, k.layers.Dense)) or \
             isinstance(layer, k.layers.Conv2DTranspose):
         return False
-    if getattr(layer.activation, "__name__", "") != "linear":
+    return getattr(layer.activation, "__name__", "") == "linear" and len(getattr(layer, "_outbound_nodes", [])) == 1
+
+
+def _folds_next(layer) -> bool:
+    """Whether ``layer`` is a linear Conv2D, DepthwiseConv2D or Dense read only by a layer the converter folds into
+    it (:data:`_FOLDABLE`; a ConstantOp only for add, sub and mul)."""
+    if not _single_reader_linear_conv(layer):
         return False
-    out = getattr(layer, "_outbound_nodes", [])
-    if len(out) != 1:
-        return False
-    reader = out[0].outbound_layer
+    reader = layer._outbound_nodes[0].outbound_layer
     name = type(reader).__name__
     return name in _FOLDABLE and (name != "ConstantOp" or getattr(reader, "op", "") in ("add", "sub", "mul"))
 
@@ -84,7 +87,6 @@ def _weights_only_config(layer):
 def _after_linear_conv(bn) -> bool:
     """Whether a BatchNormalization reads a Conv2D, DepthwiseConv2D or Dense without activation that feeds
     nothing else (the pattern of tfmot's conv + BatchNorm transforms)."""
-    k = keras()
     nodes = getattr(bn, "_inbound_nodes", [])
     if len(nodes) != 1:
         return False
@@ -93,12 +95,7 @@ def _after_linear_conv(bn) -> bool:
         if len(inbound) != 1:
             return False
         inbound = inbound[0]
-    if not isinstance(inbound, (k.layers.Conv2D, k.layers.DepthwiseConv2D, k.layers.Dense)) or \
-            isinstance(inbound, k.layers.Conv2DTranspose):
-        return False
-    if getattr(inbound.activation, "__name__", "") != "linear":
-        return False
-    return len(getattr(inbound, "_outbound_nodes", [])) == 1
+    return _single_reader_linear_conv(inbound)
 
 
 def _config_classes() -> dict:
@@ -264,9 +261,6 @@ def quantize(model):
                     continue
                 raise ConversionError(f"the model cannot be prepared for QAT: {str(exc).splitlines()[0][:300]}",
                                       hint="use PTQ (--int8 without --qat)") from None
-    for attr in ("_edgeopt_origins",):
-        if hasattr(model, attr):
-            setattr(qat, attr, getattr(model, attr))
     return qat, plan
 
 

@@ -20,7 +20,7 @@ from edgeopt.registry import stage
 def quantize_qat(artifact: Artifact, params: QATParams, ctx: Context) -> Artifact:
     """Quantization-aware training on --data, then a full-integer INT8 .tflite (with plain PTQ beside it)."""
     from edgeopt.console import status
-    from edgeopt.stages import _io_names, _keras_source, _tflite_artifact
+    from edgeopt.stages import _calibration, _io_names, _keras_source, _tflite_artifact
     from edgeopt.train.setup import checkpoint_folder, needs_teacher, objective_for, prepare_data
     from edgeopt.train.teacher import Teacher
     from edgeopt.train.trainer import train
@@ -31,11 +31,7 @@ def quantize_qat(artifact: Artifact, params: QATParams, ctx: Context) -> Artifac
     model = _keras_source(artifact, "quantize.qat")
     meta = artifact.meta
     specs = meta["inputs"]
-    samples = ctx.samples(specs)
-    if samples.is_random:
-        ctx.warn("no calibration data: the INT8 ranges start from random inputs in the value range "
-                 f"{ctx.preprocess().value_range}; pass --calib with real inputs")
-    calib = [s.to_keras(a) for s, a in zip(specs, samples.calib)]
+    samples, calib = _calibration(ctx, specs)
     split = ctx.training(specs[0]) if len(specs) == 1 else None
     has_labels = split is not None and split.labels is not None
     # without labels the targets are the float model's own outputs: QAT learns to answer as the float model does
