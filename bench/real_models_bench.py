@@ -2,7 +2,8 @@
 output on the held-back samples, FP32 and INT8 size, and seconds.
 
 Each model is exported from its torch definition, calibrated with the ``.npy`` its own preprocessing makes (no other
-data option) and compressed as tests/test_real_models.py does. For reference, the same ONNX file is also quantized
+data option) and compressed as tests/test_real_models.py does: the converter's PTQ as it is (``--ptq-repair none``;
+bench/ptq_repair_bench.py sets the repair beside it). For reference, the same ONNX file is also quantized
 by onnxruntime (static QDQ INT8, per-channel weights, min-max calibration on the same calibration samples) and
 measured on the same held-back samples: the weights are seeded random ones, and that column shows how much of the
 INT8 error any quantizer makes on them. A model that fails records its error instead.
@@ -78,7 +79,7 @@ def bench_one(item, *, out_dir: Path, reference: bool) -> dict:
         onnx_path = real_model(item, out_dir=out_dir)
         calib = write_calib(item, out_dir / f"{item.id}.npy")
         res = edgeopt.compress(onnx_path, precision="int8", calib=calib, output=out_dir / f"{item.id}_int8.tflite",
-                               import_params=item.import_params,
+                               import_params=item.import_params, ptq_params={"ptq_repair": "none"},
                                report={"latency_runs": 3, "warmup_runs": 1, "delegates": False})
     except Exception as e:  # a model the importer cannot take yet: record why
         row.update(error=f"{type(e).__name__}: {e}".splitlines()[0], seconds=round(time.perf_counter() - t0, 1))

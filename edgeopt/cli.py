@@ -328,6 +328,11 @@ def compress(
                                           "of one per channel where the held-back output cosine stays within "
                                           "0.002 (top-1 agreement within 1 point) of all per-channel: smaller "
                                           "files for narrow and depthwise networks", rich_help_panel=QNT),
+    ptq_repair: Optional[Literal["auto", "none"]] = typer.Option(
+        None, "--ptq-repair", help="auto (the default of --int8): try cross-layer equalization, error-compensating "
+        "weight rounding, bias correction and percentile/MSE activation ranges, and keep each that raises the "
+        "output cosine with FP32 on the held-back samples (the report lists each one's effect); none: the "
+        "converter's PTQ as it is", rich_help_panel=QNT),
     max_accuracy_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", metavar="POINTS",
                                                       help="accuracy budget with labels: keep the most damaging "
                                                       "ops in float until top-1 is at most POINTS below float "
@@ -436,6 +441,14 @@ def compress(
     if qat and (min_agreement is not None or max_accuracy_drop is not None or auto_granularity):
         raise typer.BadParameter("--qat trains every layer in INT8: --min-agreement, --max-accuracy-drop and "
                                  "--auto-granularity belong to post-training quantization (--int8 without --qat)")
+    if qat and ptq_repair is not None:
+        raise typer.BadParameter("--ptq-repair repairs post-training quantization; with --qat the ranges and "
+                                 "weights are trained: give --int8 without --qat for it")
+    if ptq_repair == "auto" and (min_agreement is not None or max_accuracy_drop is not None):
+        raise typer.BadParameter("--ptq-repair auto is not combined with --min-agreement or --max-accuracy-drop: "
+                                 "the budget keeps ops in float instead (drop --ptq-repair)")
+    if ptq_repair is not None and not (int8 or qat):
+        raise typer.BadParameter("--ptq-repair belongs to INT8 post-training quantization: give --int8")
     if qat and sensitivity:
         raise typer.BadParameter("--sensitivity analyses post-training quantization; with --qat the INT8 file is "
                                  "trained: give --int8 without --qat for the table")
@@ -490,6 +503,8 @@ def compress(
         values = {"io_type": ptq.io_type, "per_channel": ptq.per_channel}
         if ptq.auto_granularity:
             values["auto_granularity"] = True
+        if ptq_repair == "none":
+            values["ptq_repair"] = "none"
         values.update({k: getattr(ptq, k) for k in ("min_agreement", "max_accuracy_drop")
                        if getattr(ptq, k) is not None})
         calls.append(StageCall("quantize.ptq", values))
@@ -984,7 +999,8 @@ def inspect(
 
 
 def _print_quantization_choices(con, rep: dict) -> None:
-    """The accuracy budget's and the granularity's outcome in a line each, the most damaging ops as a table."""
+    """The accuracy budget's, the PTQ repair's and the granularity's outcome in a line each, the most damaging ops
+    as a table."""
     from .quantization.budget import Budget
     from .report import sensitivity_layer, sensitivity_rows
 
@@ -995,6 +1011,11 @@ def _print_quantization_choices(con, rep: dict) -> None:
         con.print(f"accuracy budget met: {budget.describe(b['value'])} (every op INT8: "
                   f"{budget.describe(b['all_int8'])}) with {len(b['float_ops'])} of {b['ops_total']} ops in float: "
                   f"{kept}", markup=False)
+    r = rep.get("ptq_repair")
+    if r:
+        kept = ", ".join(r["kept"]) or "none helped"
+        con.print(f"PTQ repair: output cosine with FP32 {r['plain']['cosine']:.5f} → {r['final']['cosine']:.5f} on "
+                  f"{r['measured_on']} (kept: {kept})", markup=False)
     g = rep.get("granularity")
     if g:
         con.print(f"weight granularity: {g['per_tensor']} of {g['layers_total']} layers per-tensor, "

@@ -96,8 +96,15 @@ class PTQParams:
                                        "cosine on the held-back samples stays within 0.002 (top-1 agreement "
                                        "within 1 point) of all per-channel (smaller files for narrow and "
                                        "depthwise networks)")
+    ptq_repair: Literal["auto", "none"] = _f("auto", "auto: try cross-layer equalization, error-compensating "
+                                                     "weight rounding, bias correction and percentile/MSE "
+                                                     "activation ranges, keeping each that raises the output "
+                                                     "cosine with FP32 on the held-back samples; none: the "
+                                                     "converter's PTQ as it is. Not combined with a budget")
 
     def __post_init__(self):
+        if self.ptq_repair not in ("auto", "none"):
+            raise ValueError(f"ptq_repair is 'auto' or 'none', got {self.ptq_repair!r}")
         if self.auto_granularity and not self.per_channel:
             raise ValueError("auto_granularity chooses per-tensor layers from per-channel ones: keep per_channel")
         if self.auto_granularity and (self.min_agreement is not None or self.max_accuracy_drop is not None):

@@ -144,14 +144,39 @@ def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifac
     if params.min_agreement is not None or params.max_accuracy_drop is not None:
         data, extra = _int8_within_budget(artifact, model, params, ctx, calib_keras, ins, outs)
     else:
-        with status(f"converting to int8 .tflite ({len(calib_keras[0])} calibration samples)"):
-            data = quantize_int8(model, calib_keras, input_names=ins, output_names=outs, io_type=params.io_type,
-                                 per_channel=params.per_channel)
+        data = _repaired(artifact, model, params, ctx, calib_keras, ins, outs, extra) \
+            if params.ptq_repair == "auto" else None
+        if data is None:
+            with status(f"converting to int8 .tflite ({len(calib_keras[0])} calibration samples)"):
+                data = quantize_int8(model, calib_keras, input_names=ins, output_names=outs,
+                                     io_type=params.io_type, per_channel=params.per_channel)
         if params.auto_granularity:
-            data, extra = _granularity(artifact, model, ctx, data, ins, outs)
+            data, chosen = _granularity(artifact, model, ctx, data, ins, outs)
+            extra.update(chosen)
     return _tflite_artifact(artifact, data, ctx.workdir / f"{artifact.path.stem}_int8.tflite", "int8",
                             calibration={"source": samples.source, "samples": int(len(samples.calib[0]))},
                             per_channel=params.per_channel, **extra)
+
+
+def _repaired(artifact: Artifact, model, params: PTQParams, ctx: Context, calib_keras, ins, outs,
+              extra: dict) -> bytes | None:
+    """INT8 bytes through the PTQ repairs (:mod:`edgeopt.quantization.repair`), their record in ``extra``; None
+    (with a warning) when no samples are held back to measure them on."""
+    from .quantization.compact import compact
+    from .quantization.repair import repair
+
+    specs = artifact.meta["inputs"]
+    held = [s.to_keras(a) for s, a in zip(specs, ctx.samples(specs).holdout)]
+    if len(held[0]) == 0 or len(calib_keras[0]) == 0:
+        ctx.warn("PTQ repair skipped: it measures each repair on held-back samples and none are left; give more "
+                 "--calib samples (a fifth is held back) or --ptq-repair none to silence this")
+        return None
+    data, record, _ = repair(model, calib_keras, held, input_names=ins, output_names=outs,
+                             output_specs=artifact.meta["outputs"], workdir=ctx.workdir / "repair",
+                             io_type=params.io_type, per_channel=params.per_channel)
+    record["measured_on"] = f"the {len(held[0])} held-back samples"
+    extra["ptq_repair"] = record
+    return compact(data)
 
 
 def _calibration(ctx: Context, specs):

@@ -83,11 +83,12 @@ def test_squeezenet_fp16_int8_agrees_on_real_photos(tmp_path, material):
                                  "mean": (104.0, 117.0, 123.0), "calib_samples": 300, "holdout": 0.5},
                            report={"latency_runs": 10})
     rep = res.report
-    print("squeezenet", rep["import_parity"]["outputs"], rep["fidelity"], rep["size_ratio"])
+    print("squeezenet", rep["import_parity"]["outputs"], rep["fidelity"], rep["size_ratio"], rep["ptq_repair"])
     assert rep["import_parity"]["outputs"][0]["max_rel_error"] <= 1e-4
-    # The goal is 95 %; plain min/max PTQ measures 89.3 % here (150 held-back crops, many of them
-    # low-confidence: median FP32 top probability 0.31), so this guards the measured level.
-    assert rep["fidelity"][0]["top1_agreement"] >= 0.87
+    # The goal is 95 %; the converter's min/max PTQ measures 89.3 % here (150 held-back crops, many of them
+    # low-confidence: median FP32 top probability 0.31) and the default PTQ repair 92.7 %, which this guards.
+    assert rep["ptq_repair"]["plain"]["top1_agreement"] < rep["fidelity"][0]["top1_agreement"]
+    assert rep["fidelity"][0]["top1_agreement"] >= 0.92
     assert rep["size_ratio"] <= 0.29
 
 

@@ -48,10 +48,12 @@ TOP1: dict[str, dict[str, float]] = {
 
 
 def compress(item: RealModel, zoo_dir, tmp_path):
-    """compress() as a user runs it on this model: the calibration file and, for dynamic H/W, the input shape."""
+    """compress() as a user runs it on this model: the calibration file and, for dynamic H/W, the input shape; the
+    converter's PTQ as it is (``--ptq-repair none``, which tests/test_ptq_repair.py and bench/ptq_repair_bench.py
+    measure beside the repair)."""
     return edgeopt.compress(real_model(item, out_dir=zoo_dir), precision="int8",
                             calib=write_calib(item, tmp_path / "calib.npy"), output=tmp_path / "m_int8.tflite",
-                            import_params=item.import_params,
+                            import_params=item.import_params, ptq_params={"ptq_repair": "none"},
                             report={"latency_runs": 3, "warmup_runs": 1, "delegates": False})
 
 

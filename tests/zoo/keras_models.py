@@ -98,3 +98,29 @@ def build(name: str, *, image_size: int, input_range: tuple[float, float], num_c
     sample = rng.uniform(low, high, (16, image_size, image_size, 3)).astype("float32")
     _settle_batchnorm(model, sample, rng)
     return model
+
+
+def build_photo_statistics(name: str, *, image_size: int, input_range: tuple[float, float], num_classes: int = 1000,
+                           seed: int = 0):
+    """A zoo tf_keras model with seeded random weights and biases whose BatchNorms keep their initial scale and
+    shift (1, 0) and take their statistics from one batch of 64 crops of the calibration photos in
+    ``input_range``, as after training on real images.
+
+    >>> build_photo_statistics("keras_mobilenet_v2", image_size=96, input_range=(-1.0, 1.0)).output_shape
+    (None, 1000)
+    """
+    from images import CALIB_PHOTOS, region_crops
+
+    k = keras()
+    k.utils.set_random_seed(seed)
+    model = BUILDERS[name](k, image_size, num_classes)
+    _randomize_biases(model, np.random.default_rng(seed))
+    low, high = input_range
+    crops = region_crops(64, (image_size, image_size), photos=CALIB_PHOTOS, seed=11)
+    norms = [layer for layer in model.layers if isinstance(layer, k.layers.BatchNormalization)]
+    for bn in norms:  # momentum 0: one training-mode call stores the batch statistics
+        bn.momentum = 0.0
+    model(tf().constant(low + crops.astype("float32") / 255.0 * (high - low)), training=True)
+    for bn in norms:
+        bn.momentum = 0.99
+    return model

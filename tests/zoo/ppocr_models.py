@@ -152,12 +152,65 @@ class DBHead(nn.Module):
         return torch.sigmoid(self.body(x))
 
 
-class DBNet(nn.Module):
-    """PP-OCR det: (N, 3, H, W) ImageNet-normalised RGB -> (N, 1, H, W) text probability; H, W multiples of 32."""
+class MobileNetV3Backbone(nn.Module):
+    """PP-OCRv3 mobile det's backbone: MobileNetV3-Large (Paddle's units, 0.2-slope hard-sigmoid SE) at ``scale``,
+    with its last 1x1 conv; returns the stride 4, 8, 16 and 32 features."""
 
-    def __init__(self, *, act: type = nn.Hardswish, scale: float = 0.5, fpn_channels: int = 64):
+    RE, HS = nn.ReLU, nn.Hardswish
+    # (kernel, expanded, out, SE, activation, stride): Table 1 of the MobileNetV3 paper (Large)
+    CONFIG = [(3, 16, 16, False, RE, 1), (3, 64, 24, False, RE, 2), (3, 72, 24, False, RE, 1),
+              (5, 72, 40, True, RE, 2), (5, 120, 40, True, RE, 1), (5, 120, 40, True, RE, 1),
+              (3, 240, 80, False, HS, 2), (3, 200, 80, False, HS, 1), (3, 184, 80, False, HS, 1),
+              (3, 184, 80, False, HS, 1), (3, 480, 112, True, HS, 1), (3, 672, 112, True, HS, 1),
+              (5, 672, 160, True, HS, 2), (5, 960, 160, True, HS, 1), (5, 960, 160, True, HS, 1)]
+    TAPS = (2, 5, 11)  # the units after which a stride 4, 8, 16 feature is taken
+
+    def __init__(self, *, scale: float = 0.5):
         super().__init__()
-        self.backbone = LCNetBackbone(scale=scale, act=act)
+        cin = divisible(16 * scale)
+        self.stem = ConvBN(3, cin, 3, 2)
+        self.units, self.channels = nn.ModuleList(), []
+        for i, (kernel, hidden, cout, se, act, stride) in enumerate(self.CONFIG):
+            self.units.append(ResidualUnit(cin, divisible(scale * hidden), divisible(scale * cout), kernel, stride,
+                                           se, act))
+            cin = divisible(scale * cout)
+            if i in self.TAPS:
+                self.channels.append(cin)
+        self.last = ConvBN(cin, divisible(scale * 960), 1)
+        self.channels.append(divisible(scale * 960))
+
+    def forward(self, x):
+        x, features = self.stem(x), []
+        for i, unit in enumerate(self.units):
+            x = unit(x)
+            if i in self.TAPS:
+                features.append(x)
+        return features + [self.last(x)]
+
+
+class LCNetClassifier(nn.Module):
+    """PP-LCNet (Cui et al. 2021) as an ImageNet classifier: the PP-LCNet backbone, global average pooling, a 1x1
+    conv to 1280 with hard-swish (PP-LCNet's last conv), then the fully connected layer; logits out."""
+
+    def __init__(self, *, scale: float = 0.5, classes: int = 1000):
+        super().__init__()
+        self.backbone = LCNetBackbone(scale=scale)
+        self.last = nn.Sequential(nn.Conv2d(self.backbone.channels[-1], 1280, 1), nn.Hardswish())
+        self.fc = nn.Linear(1280, classes)
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(self.backbone(x)[-1], 1)
+        return self.fc(torch.flatten(self.last(x), 1))
+
+
+class DBNet(nn.Module):
+    """PP-OCR det: (N, 3, H, W) ImageNet-normalised RGB -> (N, 1, H, W) text probability; H, W multiples of 32.
+    ``backbone``: "lcnet" (PP-OCRv4/v5) or "mobilenet_v3" (PP-OCRv3 mobile)."""
+
+    def __init__(self, *, act: type = nn.Hardswish, scale: float = 0.5, fpn_channels: int = 64,
+                 backbone: str = "lcnet"):
+        super().__init__()
+        self.backbone = LCNetBackbone(scale=scale, act=act) if backbone == "lcnet" else MobileNetV3Backbone(scale=scale)
         self.neck = RSEFPN(self.backbone.channels, fpn_channels)
         self.head = DBHead(fpn_channels)
 

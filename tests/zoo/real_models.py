@@ -59,6 +59,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "mtcnn_rnet": Architecture(face_text_models.RNet, {"prob": (0.0, 2.0)}),
     "mtcnn_onet": Architecture(face_text_models.ONet, {"prob": (0.0, 2.0)}),
     "crnn": Architecture(face_text_models.CRNN, {"rnn.1.embedding": (0.0, 3.0)}),
+    "dbnet_mobilenet_v3": Architecture(lambda: ppocr_models.DBNet(backbone="mobilenet_v3"), _DB_HEAD),
+    "pp_lcnet": Architecture(ppocr_models.LCNetClassifier, {"fc": (0.0, 3.0)}),
     "mobilenet_v3_small": Architecture(lambda: torch_models.MobileNetV3Small(num_classes=1000),
                                        {"classifier.3": (0.0, 3.0)}),
 }
