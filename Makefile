@@ -4,7 +4,8 @@
 # make bench  same set-up, then the benchmarks: bench/results/compress.{json,md}, bench_repeatability.{json,md},
 #             real_models.{json,md}, train_throughput.{json,md}, finetune.{json,md}, prune.{json,md},
 #             distill.{json,md} (DISTILL_ARGS passes options to bench/distill_bench.py, e.g. "--seeds 0 --epochs 3";
-#             its full run is 18 trainings of 15 epochs on 60,000 images: many hours on 2 cores), qat.{json,md}
+#             its full run is 18 trainings of 15 epochs on 60,000 images: many hours on 2 cores), qat.{json,md},
+#             ptq_repair.{json,md}
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -41,6 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/compress_bench.py
 	$(PY) bench/bench_repeatability.py
 	$(PY) bench/real_models_bench.py
+	$(PY) bench/ptq_repair_bench.py
 	$(PY) bench/train_throughput_bench.py
 	bash scripts/install-test-deps.sh
 	$(PY) bench/finetune_bench.py
