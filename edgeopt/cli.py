@@ -444,9 +444,10 @@ def compress(
     if qat and ptq_repair is not None:
         raise typer.BadParameter("--ptq-repair repairs post-training quantization; with --qat the ranges and "
                                  "weights are trained: give --int8 without --qat for it")
-    if ptq_repair == "auto" and (min_agreement is not None or max_accuracy_drop is not None):
-        raise typer.BadParameter("--ptq-repair auto is not combined with --min-agreement or --max-accuracy-drop: "
-                                 "the budget keeps ops in float instead (drop --ptq-repair)")
+    if ptq_repair == "auto" and (min_agreement is not None or max_accuracy_drop is not None or auto_granularity):
+        raise typer.BadParameter("--ptq-repair auto is not combined with --min-agreement, --max-accuracy-drop or "
+                                 "--auto-granularity, which measure the converter's PTQ as it is (drop "
+                                 "--ptq-repair)")
     if ptq_repair is not None and not (int8 or qat):
         raise typer.BadParameter("--ptq-repair belongs to INT8 post-training quantization: give --int8")
     if qat and sensitivity:
@@ -498,13 +499,13 @@ def compress(
     elif precision == "int8":
         from .params import PTQParams
 
+        budget = min_agreement is not None or max_accuracy_drop is not None or auto_granularity
         ptq = _checked(PTQParams, dict(io_type=io_type, per_channel=per_channel, min_agreement=min_agreement,
-                                       max_accuracy_drop=max_accuracy_drop, auto_granularity=auto_granularity))
-        values = {"io_type": ptq.io_type, "per_channel": ptq.per_channel}
+                                       max_accuracy_drop=max_accuracy_drop, auto_granularity=auto_granularity,
+                                       ptq_repair=ptq_repair or ("none" if budget else "auto")))
+        values = {"io_type": ptq.io_type, "per_channel": ptq.per_channel, "ptq_repair": ptq.ptq_repair}
         if ptq.auto_granularity:
             values["auto_granularity"] = True
-        if ptq_repair == "none":
-            values["ptq_repair"] = "none"
         values.update({k: getattr(ptq, k) for k in ("min_agreement", "max_accuracy_drop")
                        if getattr(ptq, k) is not None})
         calls.append(StageCall("quantize.ptq", values))

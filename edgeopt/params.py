@@ -100,7 +100,8 @@ class PTQParams:
                                                      "weight rounding, bias correction and percentile/MSE "
                                                      "activation ranges, keeping each that raises the output "
                                                      "cosine with FP32 on the held-back samples; none: the "
-                                                     "converter's PTQ as it is. Not combined with a budget")
+                                                     "converter's PTQ as it is. Not combined with a budget "
+                                                     "or auto_granularity")
 
     def __post_init__(self):
         if self.ptq_repair not in ("auto", "none"):

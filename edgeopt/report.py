@@ -533,7 +533,7 @@ def repair_rows(rep: dict) -> list[tuple]:
             changed = f"{s['layers']} biases" + (f", largest shift {s['largest_shift']:.3g}"
                                                  if "largest_shift" in s else "")
         if not s["applicable"]:
-            rows.append((name, "not applicable", "-", "-", "no"))
+            rows.append((name, s.get("why", "not applicable"), "-", "-", "no"))
         else:
             rows.append((name, changed, _fid(s["before"]), _fid(s["after"]), "yes" if s["kept"] else "no"))
     return rows

@@ -144,8 +144,9 @@ def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifac
     if params.min_agreement is not None or params.max_accuracy_drop is not None:
         data, extra = _int8_within_budget(artifact, model, params, ctx, calib_keras, ins, outs)
     else:
-        data = _repaired(artifact, model, params, ctx, calib_keras, ins, outs, extra) \
-            if params.ptq_repair == "auto" else None
+        # --auto-granularity spends the fidelity tolerance on the converter's per-channel model: not repaired
+        repaired = params.ptq_repair == "auto" and not params.auto_granularity
+        data = _repaired(artifact, model, params, ctx, calib_keras, ins, outs, extra) if repaired else None
         if data is None:
             with status(f"converting to int8 .tflite ({len(calib_keras[0])} calibration samples)"):
                 data = quantize_int8(model, calib_keras, input_names=ins, output_names=outs,
@@ -171,9 +172,12 @@ def _repaired(artifact: Artifact, model, params: PTQParams, ctx: Context, calib_
         ctx.warn("PTQ repair skipped: it measures each repair on held-back samples and none are left; give more "
                  "--calib samples (a fifth is held back) or --ptq-repair none to silence this")
         return None
-    data, record, _ = repair(model, calib_keras, held, input_names=ins, output_names=outs,
-                             output_specs=artifact.meta["outputs"], workdir=ctx.workdir / "repair",
-                             io_type=params.io_type, per_channel=params.per_channel)
+    from .profiling import step
+
+    with step("PTQ repair"):
+        data, record, _ = repair(model, calib_keras, held, input_names=ins, output_names=outs,
+                                 output_specs=artifact.meta["outputs"], workdir=ctx.workdir / "repair",
+                                 io_type=params.io_type, per_channel=params.per_channel)
     record["measured_on"] = f"the {len(held[0])} held-back samples"
     extra["ptq_repair"] = record
     return compact(data)

@@ -62,7 +62,8 @@ def test_recipe_and_cli_write_the_same_pipeline(tmp_path):
     rep = json.loads(out.with_name("r.report.json").read_text())
     assert [s["stage"] for s in rep["lineage"]] == ["import", "quantize.ptq"]
     assert rep["lineage"][1]["params"] == {"io_type": "int8", "per_channel": True, "min_agreement": None,
-                                           "max_accuracy_drop": None, "auto_granularity": False}
+                                           "max_accuracy_drop": None, "auto_granularity": False,
+                                           "ptq_repair": "auto"}
     assert rep["settings"]["data"]["calib_samples"] == 256 and rep["settings"]["data"]["calib"] == str(IMAGES)
     assert rep["models"]["int8"]["latency"]["runs"] >= 50 and rep["complete"] is True and rep["incomplete"] == []
     svg = out.with_name("r.report.svg").read_text()

@@ -21,7 +21,7 @@ COMPRESS = [sys.executable, "-m", "edgeopt.cli", "compress", str(MODEL), "--int8
             "--latency-runs", "5", "--warmup-runs", "1"]
 STEPS = ["load TensorFlow", "import", "data", "parity", "quantize.ptq", "TFLite converter", "calibration",
          "compaction", "convert.tflite (fp32 reference)", "fidelity", "analysis", "latency", "delegates",
-         "report files", "plot"]
+         "report files", "plot"]  # with --ptq-repair none; the repair adds its own step (PTQ repair)
 
 
 def run_on_terminal(cmd: list[str]) -> tuple[int, str]:
@@ -57,7 +57,8 @@ def test_terminal_shows_a_spinner_per_step_and_the_calibration_bar(tmp_path):
     # 205 of the 256 subset images calibrate; 51 are held back (--holdout 0.2)
     for text in ("loading TensorFlow", "importing fashion_mnist_cnn.onnx",
                  "reading fashion_mnist_subset-images-idx3-ubyte.gz", "checking parity with onnxruntime",
-                 "converting to int8 .tflite (205 calibration samples)", "calibrating on 205 samples",
+                 "PTQ repair: the converter's INT8 model", "PTQ repair: trying rounding",
+                 "PTQ repair: choosing activation ranges", "calibrating on 205 samples",
                  "converting to fp32 .tflite", "measuring fidelity on held-back samples",
                  "timing fp32 and int8 interleaved", "analysing delegate compatibility"):
         assert text in drawn, text
@@ -66,7 +67,8 @@ def test_terminal_shows_a_spinner_per_step_and_the_calibration_bar(tmp_path):
 
 
 def test_log_gets_one_line_per_step_and_quiet_api_prints_nothing(tmp_path, capfd):
-    res = subprocess.run(COMPRESS + ["-o", str(tmp_path / "m.tflite")], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(COMPRESS + ["--ptq-repair", "none", "-o", str(tmp_path / "m.tflite")], capture_output=True,
+                         text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     lines = res.stderr.splitlines()
     assert lines[:4] == ["loading TensorFlow", "importing fashion_mnist_cnn.onnx",
@@ -132,8 +134,8 @@ def test_abandoned_step_inside_a_generator_closes_with_its_parent():
 def test_profile_flag_prints_every_step_and_report_json_records_them(tmp_path):
     out = tmp_path / "m.tflite"
     t0 = time.perf_counter()
-    res = subprocess.run(COMPRESS + ["--profile", "-o", str(out)], capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "COLUMNS": "200"})
+    res = subprocess.run(COMPRESS + ["--ptq-repair", "none", "--profile", "-o", str(out)], capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
     wall = time.perf_counter() - t0
     assert res.returncode == 0, res.stderr
     table = res.stdout[res.stdout.index("where the time went"):]

@@ -52,7 +52,8 @@ def calibrated_ranges(calibrated: bytes) -> dict[int, tuple[float, float]]:
 def histograms(calibrated: bytes, calib: Sequence[np.ndarray], ranges: dict[int, tuple[float, float]],
                *, bins: int = BINS) -> dict[int, np.ndarray]:
     """Histogram (``bins`` equal bins over the calibrated range) of every tensor in ``ranges`` over the samples
-    ``calib`` (Keras-layout arrays, one per input), from the calibrated float model run with every tensor kept."""
+    ``calib`` (Keras-layout arrays, one per input), from the calibrated float model run with every tensor kept; a
+    tensor the interpreter holds no values for is left out (its range stays the calibrated one)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from ..console import track
@@ -74,7 +75,13 @@ def histograms(calibrated: bytes, calib: Sequence[np.ndarray], ranges: dict[int,
             interp.set_tensor(by_index[index]["index"], np.asarray(a[s:s + 1], np.float32))
         interp.invoke()
         for i, (lo, hi) in ranges.items():
-            values = interp.get_tensor(i)
+            if i not in hist:
+                continue
+            try:
+                values = interp.get_tensor(i)
+            except ValueError:  # a tensor the interpreter does not keep (e.g. an op's internal state): left as is
+                del hist[i]
+                continue
             h, _ = np.histogram(values, bins=bins, range=(lo, hi))
             hist[i] += h
     return hist
@@ -137,4 +144,4 @@ def with_ranges(calibrated: bytes, ranges: dict[int, tuple[float, float]]) -> by
 
 def chosen(hist: dict[int, np.ndarray], ranges: dict[int, tuple[float, float]], method: str) -> dict:
     """Tensor index → the range ``method`` chooses."""
-    return {i: choose_range(hist[i], *ranges[i], method) for i in ranges}
+    return {i: choose_range(hist[i], *ranges[i], method) for i in ranges if i in hist}

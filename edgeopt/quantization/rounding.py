@@ -175,27 +175,57 @@ def _kernel(layer, rows: np.ndarray, shape) -> np.ndarray:
     return rows.T.reshape(shape)
 
 
-def _gptq(w: np.ndarray, h: np.ndarray, step: np.ndarray) -> np.ndarray:
+def _inverse_factor(h: np.ndarray) -> np.ndarray | None:
+    """Upper Cholesky factor ``u`` of inv(H) (inv(H) = uᵀu) with GPTQ's damping, H one matrix or a stack; None
+    when H is not positive definite even so."""
+    h = h.astype(np.float64).copy()
+    idx = np.arange(h.shape[-1])
+    diag = h[..., idx, idx]
+    diag[diag <= 0] = 1.0  # an input that is always zero: its weights cannot matter, any rounding will do
+    h[..., idx, idx] = diag + DAMPING * np.mean(diag, axis=-1, keepdims=True)
+    try:
+        return np.swapaxes(np.linalg.cholesky(np.linalg.inv(h)), -1, -2)
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _gptq(w: np.ndarray, h: np.ndarray, step: np.ndarray, *, block: int = 128) -> np.ndarray:
     """Rows of ``w`` rounded onto ``step``'s grid column by column, each column's rounding error compensated in the
-    columns after it through the inverse of ``h`` (OBQ/GPTQ). Returns the quantized values (on the grid)."""
+    columns after it through the inverse of ``h`` (OBQ/GPTQ, with GPTQ's lazy block updates). Returns the
+    quantized values (on the grid)."""
+    u = _inverse_factor(h)
+    if u is None:
+        return _round(w, step)
     w = w.astype(np.float64).copy()
     d = w.shape[1]
-    h = h.astype(np.float64).copy()
-    dead = np.diag(h) <= 0
-    h[dead, dead] = 1.0
-    w[:, dead] = 0.0
-    h[np.diag_indices(d)] += DAMPING * float(np.mean(np.diag(h)))
-    try:
-        u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper: inv(h) = uᵀ u
-    except np.linalg.LinAlgError:
-        return _round(w, step)
     q = np.empty_like(w)
-    for i in range(d):
-        col = w[:, i]
-        qi = np.clip(np.round(col / step), -127, 127) * step
+    for i1 in range(0, d, block):
+        i2 = min(i1 + block, d)
+        part, err = w[:, i1:i2].copy(), np.empty((w.shape[0], i2 - i1))
+        for i in range(i2 - i1):
+            col = part[:, i]
+            qi = np.clip(np.round(col / step), -127, 127) * step
+            q[:, i1 + i] = qi
+            err[:, i] = (col - qi) / u[i1 + i, i1 + i]
+            part[:, i:] -= np.outer(err[:, i], u[i1 + i, i1 + i:i2])
+        w[:, i2:] -= err @ u[i1:i2, i2:]
+    return q
+
+
+def _gptq_depthwise(w: np.ndarray, h: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """:func:`_gptq` for a depthwise kernel, all channels at once: row ``c`` of ``w`` (C*m, k*k) reads input
+    channel ``c // m``, whose (k*k, k*k) correlation is ``h[c // m]``."""
+    mult = w.shape[0] // h.shape[0]
+    u = _inverse_factor(np.repeat(h, mult, axis=0))
+    if u is None:
+        return _round(w, step)
+    w = w.astype(np.float64).copy()
+    q = np.empty_like(w)
+    for i in range(w.shape[1]):
+        qi = np.clip(np.round(w[:, i] / step), -127, 127) * step
         q[:, i] = qi
-        err = (col - qi) / u[i, i]
-        w[:, i + 1:] -= np.outer(err, u[i, i + 1:])
+        err = (w[:, i] - qi) / u[:, i, i]
+        w[:, i + 1:] -= err[:, None] * u[:, i, i + 1:]
     return q
 
 
@@ -233,8 +263,7 @@ def compensated_rounding(model, calib: Sequence[np.ndarray], *, per_channel: boo
         step = _grid(w, per_channel)
         h = stats[layer.name]["H"]
         if isinstance(layer, dw):
-            mult = w.shape[0] // h.shape[0]
-            q = np.stack([_gptq(w[c:c + 1], h[c // mult], step[c:c + 1])[0] for c in range(w.shape[0])])
+            q = _gptq_depthwise(w, h, step)
         else:
             q = _gptq(w, h, step)
         q = _on_grid(q, w, per_channel)
