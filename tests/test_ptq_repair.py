@@ -105,7 +105,8 @@ def _unbalanced(k, act="relu"):
     y = k.layers.Conv2D(6, 3, padding="same", name="second")(a)
     model = k.Model(x, k.layers.GlobalAveragePooling2D()(y))
     w, b = model.get_layer("first").get_weights()
-    factors = np.logspace(-2, 2, 8).astype(np.float32) if act == "relu" else np.linspace(0.05, 0.4, 8, dtype=np.float32)
+    factors = np.logspace(-2, 2, 8) if act == "relu" else np.array([0.05, 0.1, 0.2, 0.4, 10, 20, 40, 80])
+    factors = factors.astype(np.float32)
     model.get_layer("first").set_weights([w * factors, b * factors])
     w2, b2 = model.get_layer("second").get_weights()
     model.get_layer("second").set_weights([w2 / factors[None, None, :, None], b2])
@@ -142,9 +143,20 @@ def test_equalization_leaves_a_relu6_channel_that_may_clip():
     eq, _ = rounding.equalize(model, [calib])
     s = rounding._out_ranges(model.get_layer("first")) / rounding._out_ranges(eq.get_layer("first"))
     room = 6.0 / rounding.RELU6_HEADROOM
+    assert 0 < np.sum(peak >= room) < 8, peak  # some channels reach 3, some do not
     assert np.all(np.abs(s[peak >= room] - 1) < 1e-6)  # a channel that reaches 3 is not scaled
+    assert np.any(np.abs(s[peak < room] - 1) > 1e-3)  # and the others are
     assert np.all(peak[peak < room] / s[peak < room] <= room * (1 + 1e-5))  # the others stay 2x below the clip
     assert np.max(np.abs(eq.predict(calib, verbose=0) - model.predict(calib, verbose=0))) < 1e-4
+
+
+def test_equalization_leaves_a_pair_whose_middle_is_a_model_output():
+    k = _keras()
+    x = k.Input((10, 10, 3))
+    a = k.layers.ReLU()(k.layers.Conv2D(8, 3, padding="same")(x))
+    y = k.layers.Conv2D(6, 3, padding="same")(a)
+    assert len(rounding.equalization_pairs(k.Model(x, y))) == 1
+    assert rounding.equalization_pairs(k.Model(x, [y, a])) == []  # scaling would change the second output
 
 
 # ------------------------------------------------------------------------------------ rounding, bias correction

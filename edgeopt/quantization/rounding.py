@@ -36,6 +36,7 @@ from .._tf import keras, tf
 DAMPING = 0.01  # of the mean diagonal of H, added to it (GPTQ's default)
 BATCH = 8  # calibration samples per forward pass when collecting layer inputs
 SAMPLES = 64  # at most this many calibration samples feed the input statistics
+MAX_INPUTS = 4096  # layers with more inputs per output channel keep the converter's rounding (H would be d x d)
 
 
 def _kinds():
@@ -251,7 +252,7 @@ def compensated_rounding(model, calib: Sequence[np.ndarray], *, per_channel: boo
 
     _, dw, _ = _kinds()
     out = clone(model)
-    layers = targets(out)
+    layers = [layer for layer in targets(out) if _rows(layer, layer.get_weights()[0]).shape[1] <= MAX_INPUTS]
     if not layers:
         return out, {"layers": 0}
     stats = stats or input_statistics(out, layers, calib)
@@ -341,9 +342,13 @@ def equalization_pairs(model) -> list[tuple]:
     conv, dw, _ = _kinds()
     readers = _readers(model)
     ok = {layer.name for layer in targets(model)}
+    # a layer whose output is also a model output would change that output when scaled
+    outputs = {id(t) for t in model.outputs}
+    exposed = {layer.name for layer in model.layers
+               for node in layer._inbound_nodes for t in tf().nest.flatten(node.outputs) if id(t) in outputs}
     pairs = []
     for first in model.layers:
-        if first.name not in ok or not isinstance(first, (conv, dw)):
+        if first.name not in ok or not isinstance(first, (conv, dw)) or first.name in exposed:
             continue
         act = getattr(getattr(first, "activation", None), "__name__", "linear")
         if act not in ("linear", "relu"):
@@ -356,10 +361,9 @@ def equalization_pairs(model) -> list[tuple]:
             node = nxt[0]
             if node.name in ok and isinstance(node, (conv, dw)) and \
                     getattr(getattr(node, "activation", None), "__name__", "linear") in ("linear", "relu", "relu6"):
-                if not isinstance(node, dw) or node.depth_multiplier >= 1:
-                    pairs.append((first, between, node))
+                pairs.append((first, between, node))
                 break
-            if _positive_homogeneous(node) is None:
+            if _positive_homogeneous(node) is None or node.name in exposed:
                 break
             between.append(node)
     return pairs
