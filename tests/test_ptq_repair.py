@@ -174,6 +174,17 @@ def _correlated(rng, n):
     return (np.abs(base @ mix) + 2.0).astype(np.float32)
 
 
+def _round_to_nearest(model):
+    """A clone of the one-conv ``model`` with its kernel rounded to the nearest step of the converter's grid."""
+    out = rounding.clone(model)
+    layer = out.get_layer("conv")
+    weights = layer.get_weights()
+    w = rounding._rows(layer, weights[0])
+    layer.set_weights([rounding._kernel(layer, rounding._round(w, rounding._grid(w)), weights[0].shape)]
+                      + weights[1:])
+    return out
+
+
 def test_compensated_rounding_lands_on_the_grid_and_lowers_the_output_error():
     k = _keras()
     model = _one_conv(k)
@@ -181,7 +192,6 @@ def test_compensated_rounding_lands_on_the_grid_and_lowers_the_output_error():
     calib, held = _correlated(rng, 64), _correlated(rng, 32)
     layer = model.get_layer("conv")
     w = rounding._rows(layer, layer.get_weights()[0])
-    rtn = rounding._kernel(layer, rounding._round(w, rounding._grid(w)), layer.get_weights()[0].shape)
     q_model, record = rounding.compensated_rounding(model, [calib])
     assert record["layers"] == 1 and record["weights_rounded_otherwise"] > 0
     q = rounding._rows(q_model.get_layer("conv"), q_model.get_layer("conv").get_weights()[0])
@@ -189,9 +199,7 @@ def test_compensated_rounding_lands_on_the_grid_and_lowers_the_output_error():
     assert np.allclose(rounding._grid(q), step, rtol=1e-6)  # each channel keeps its scale...
     assert np.allclose(q / step[:, None], np.round(q / step[:, None]), atol=1e-3)  # ...and lies on its grid
     ref = model.predict(held, verbose=0)
-    rtn_model = rounding.clone(model)
-    rtn_model.get_layer("conv").set_weights([rtn, layer.get_weights()[1]])
-    err_rtn = np.mean((rtn_model.predict(held, verbose=0) - ref) ** 2)
+    err_rtn = np.mean((_round_to_nearest(model).predict(held, verbose=0) - ref) ** 2)
     err_q = np.mean((q_model.predict(held, verbose=0) - ref) ** 2)
     assert err_q < 0.5 * err_rtn, (err_q, err_rtn)
     # the converter's own INT8 weights are exactly the rounded ones
@@ -211,17 +219,12 @@ def test_bias_correction_removes_the_mean_shift_of_the_int8_weights():
     model = _one_conv(k)
     rng = np.random.default_rng(3)
     calib, held = _correlated(rng, 64), _correlated(rng, 64)
-    layer = model.get_layer("conv")
-    w = rounding._rows(layer, layer.get_weights()[0])
-    rtn = rounding._kernel(layer, rounding._round(w, rounding._grid(w)), layer.get_weights()[0].shape)
     corrected, record = rounding.bias_correction(model, [calib])
     assert record["layers"] == 1
     ref = model.predict(held, verbose=0)
 
-    def mean_shift(m):
-        m = rounding.clone(m)
-        m.get_layer("conv").set_weights([rtn, m.get_layer("conv").get_weights()[1]])
-        return np.abs(np.mean(m.predict(held, verbose=0) - ref, axis=(0, 1, 2)))
+    def mean_shift(m):  # the kernels are equal: the correction changed only the bias
+        return np.abs(np.mean(_round_to_nearest(m).predict(held, verbose=0) - ref, axis=(0, 1, 2)))
 
     before, after = mean_shift(model), mean_shift(corrected)
     assert after.max() < 0.2 * before.max(), (before, after)
