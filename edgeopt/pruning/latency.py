@@ -15,8 +15,9 @@ minus its table sum, scaled by the fraction of activation elements kept.
 
 **Choice.** Starting from the full widths, the group step (``round_to`` channels of one group, its least important
 ones) with the least importance lost per millisecond saved is taken until the prediction meets the target. The
-pruned model is then converted and measured on the target; while the measurement misses the target (and at most
-four times), the prediction's target is lowered by the miss and the choice continues from there.
+pruned model is then converted and measured on the target; while the measurement misses the target less 2 % (room
+for the spread between measuring runs; at most four times), the prediction's target is lowered by the miss and the
+choice continues from there.
 
 >>> target = LatencyTarget()  # this host, 1 thread  # doctest: +SKIP
 >>> table = LatencyTable(target, precision="int8")  # doctest: +SKIP
