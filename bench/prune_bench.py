@@ -33,7 +33,6 @@ no more MACs; the latency run measures <= 0.5x. Writes bench/results/prune.json 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -43,8 +42,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))

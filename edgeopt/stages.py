@@ -202,23 +202,17 @@ def _granularity(artifact: Artifact, model, ctx: Context, data: bytes, ins, outs
     from .errors import DataError
     from .evaluate import run_keras
     from .quantization.granularity import choose
-    from .quantization.sensitivity import fidelity
+    from .quantization.sensitivity import Judge
 
     specs, out_specs = artifact.meta["inputs"], artifact.meta["outputs"]
     held = [s.to_keras(a) for s, a in zip(specs, ctx.samples(specs).holdout)]
     if len(held[0]) == 0:
         raise DataError("--auto-granularity measures the output cosine on the held-back samples, and there are "
                         "none", hint="give more --calib samples or a larger --holdout")
-    reference = run_keras(model, held)
-    path = ctx.workdir / "granularity_candidate.tflite"
-
-    def measured(candidate: bytes) -> dict:
-        path.write_bytes(candidate)
-        return fidelity(path, held, reference, input_names=ins, output_names=outs, output_specs=out_specs)
-
+    measured = Judge(held, run_keras(model, held), ctx.workdir / "granularity_candidate.tflite", input_names=ins,
+                     output_names=outs, output_specs=out_specs)
     with status(f"choosing the weight granularity per layer on {len(held[0])} held-back samples"):
         chosen, record = choose(data, measured, samples=len(held[0]))
-    path.unlink(missing_ok=True)
     record["measured_on"] = f"the {len(held[0])} held-back samples"
     return chosen, {"granularity": record}
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import edgeopt
-from edgeopt.data import read_idx, write_idx
+from edgeopt.data import read_idx
 from edgeopt.errors import DataError, RecipeError
 from edgeopt.params import DataParams
 from edgeopt.pipeline import StageCall, run

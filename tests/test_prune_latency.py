@@ -13,7 +13,7 @@ from edgeopt.pruning.latency import (LatencyModel, LatencyTable, LatencyTarget, 
                                      layer_specs)
 from edgeopt.pruning.select import importance
 
-from train_helpers import CNN, IMAGES, LABELS, REPO, run_edgeopt
+from train_helpers import CNN, run_edgeopt
 
 
 def _net():

@@ -93,6 +93,34 @@ def test_a_replaced_range_is_the_one_the_quantizer_uses():
     assert len(scale) == 1 and scale[0] == pytest.approx((hi - lo) / 2 / 255, rel=1e-5)
 
 
+def test_calibration_and_histograms_feed_each_input_by_its_signature_name():
+    """Two inputs of one shape, ~1 and ~100 in size, each through its own Dense + ReLU; their signature names
+    ("z_small" before "a_large") are not in alphabetical order. The calibrated ranges are the Keras outputs' own,
+    and each calibrated tensor's histogram has the mean of its own branch: fed to the wrong input, the small
+    branch's values would pile up at its range's top."""
+    k = _keras()
+    small, large = k.Input((8,)), k.Input((8,))
+    a = k.layers.Dense(8, activation="relu", name="from_small")(small)
+    b = k.layers.Dense(8, activation="relu", name="from_large")(large)
+    model = k.Model([small, large], [a, b])
+    rng = np.random.default_rng(0)
+    calib = [rng.uniform(0, 1, (16, 8)).astype(np.float32), rng.uniform(90, 110, (16, 8)).astype(np.float32)]
+    calibrated = calibrate(model, calib, input_names=["z_small", "a_large"], output_names=["a", "b"])
+    found = R.calibrated_ranges(calibrated)
+    assert len(found) == 2
+    # the calibration fed each input its own samples: the ranges are the Keras outputs' min/max
+    want = sorted((0.0, float(y.max())) for y in model.predict(calib, verbose=0))
+    assert np.allclose(sorted(found.values()), want, rtol=1e-5), (found, want)
+    hist = R.histograms(calibrated, calib, found, input_names=["z_small", "a_large"])
+    for y in model.predict(calib, verbose=0):  # each histogram holds its own branch's values
+        (index, (lo, hi)), = [(i, r) for i, r in found.items() if np.isclose(r[1], y.max(), rtol=1e-5)]
+        h = hist[index]
+        centers = lo + (np.arange(R.BINS) + 0.5) * (hi - lo) / R.BINS
+        assert h.sum() == 16 * 8 and np.isclose(h @ centers / h.sum(), y.mean(), rtol=0.01, atol=1e-3 * hi)
+    with pytest.raises(ValueError, match="no input 'x'"):
+        R.histograms(calibrated, calib, found, input_names=["x", "a_large"])
+
+
 # ---------------------------------------------------------------------------------------------- equalization
 
 
@@ -221,15 +249,45 @@ def test_bias_correction_removes_the_mean_shift_of_the_int8_weights():
     calib, held = _correlated(rng, 64), _correlated(rng, 64)
     corrected, record = rounding.bias_correction(model, [calib])
     assert record["layers"] == 1
-    ref = model.predict(held, verbose=0)
 
-    def mean_shift(m):  # the kernels are equal: the correction changed only the bias
-        return np.abs(np.mean(_round_to_nearest(m).predict(held, verbose=0) - ref, axis=(0, 1, 2)))
+    def mean_shift(m, x):  # the kernels are equal: the correction changed only the bias
+        ref = model.predict(x, verbose=0)
+        return np.abs(np.mean(_round_to_nearest(m).predict(x, verbose=0) - ref, axis=(0, 1, 2)))
 
-    before, after = mean_shift(model), mean_shift(corrected)
+    before, after = mean_shift(model, held), mean_shift(corrected, held)
     assert after.max() < 0.2 * before.max(), (before, after)
+    # on the calibration samples it is exact, borders included (SAME padding reads zeros there)
+    before, after = mean_shift(model, calib), mean_shift(corrected, calib)
+    assert after.max() < 1e-3 * before.max(), (before, after)
     _, none = rounding.bias_correction(_one_conv(k, bias=False), [calib])
     assert none == {"layers": 0}
+
+
+@pytest.mark.parametrize("kind", ["depthwise", "strided"])
+def test_bias_correction_is_exact_for_depthwise_and_strided_convs_with_padding(kind):
+    """A 3x3 depthwise conv (depth multiplier 2) and a 3x3 stride-2 conv, both SAME on 12x12: the mean output of the
+    corrected INT8 kernel equals the float one's on the calibration samples, per output channel."""
+    k = _keras()
+    x = k.Input((12, 12, 16))
+    if kind == "depthwise":
+        y = k.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="conv")(x)
+    else:
+        y = k.layers.Conv2D(8, 3, strides=2, padding="same", name="conv")(x)
+    model = k.Model(x, y)
+    layer = model.get_layer("conv")
+    weights = layer.get_weights()
+    layer.set_weights([weights[0], np.random.default_rng(5).normal(0, 0.1, weights[1].shape).astype(np.float32)])
+    calib = _correlated(np.random.default_rng(4), 64)
+    corrected, record = rounding.bias_correction(model, [calib])
+    assert record["layers"] == 1
+    ref = model.predict(calib, verbose=0)
+
+    def mean_shift(m):
+        return np.abs(np.mean(_round_to_nearest(m).predict(calib, verbose=0) - ref, axis=(0, 1, 2)))
+
+    before, after = mean_shift(model), mean_shift(corrected)
+    assert before.shape == ((32,) if kind == "depthwise" else (8,))
+    assert after.max() < 1e-3 * before.max(), (before, after)
 
 
 # ---------------------------------------------------------------------------------------- --ptq-repair auto

@@ -7,8 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from train_helpers import CNN, IMAGES, LABELS, REPO, env, keras_weights, max_difference, run_edgeopt
 
 ARGS = ["finetune", CNN, "--data", IMAGES, "--labels", LABELS, "--epochs", "4", "--batch-size", "8",

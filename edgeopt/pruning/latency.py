@@ -227,9 +227,10 @@ def convert(model, precision: str) -> bytes:
         return to_tflite(model, input_names=names, output_names=outs, precision="fp32")
     rng = np.random.default_rng(0)
 
-    def representative():
+    def representative():  # by signature name: the converter orders a signature's inputs by name
         for _ in range(4):
-            yield [rng.standard_normal((1, *[int(d) for d in t.shape[1:]])).astype(np.float32) for t in model.inputs]
+            yield {n: rng.standard_normal((1, *[int(d) for d in t.shape[1:]])).astype(np.float32)
+                   for n, t in zip(names, model.inputs)}
 
     return to_tflite(model, input_names=names, output_names=outs, precision="int8", representative=representative,
                      io_type="int8")

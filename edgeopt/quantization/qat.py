@@ -272,7 +272,8 @@ def to_int8(qat_model, calib: Sequence[np.ndarray], *, input_names: Sequence[str
     from .ptq import calibration_samples
 
     return to_tflite(qat_model, input_names=input_names, output_names=output_names, precision="int8",
-                     representative=lambda: calibration_samples(calib), io_type=io_type, per_channel=True)
+                     representative=lambda: calibration_samples(calib, input_names), io_type=io_type,
+                     per_channel=True)
 
 
 def _weight_range(weight, quantizer, v) -> None:

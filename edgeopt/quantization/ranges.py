@@ -50,10 +50,12 @@ def calibrated_ranges(calibrated: bytes) -> dict[int, tuple[float, float]]:
 
 
 def histograms(calibrated: bytes, calib: Sequence[np.ndarray], ranges: dict[int, tuple[float, float]],
-               *, bins: int = BINS) -> dict[int, np.ndarray]:
+               *, input_names: Sequence[str] | None = None, bins: int = BINS) -> dict[int, np.ndarray]:
     """Histogram (``bins`` equal bins over the calibrated range) of every tensor in ``ranges`` over the samples
-    ``calib`` (Keras-layout arrays, one per input), from the calibrated float model run with every tensor kept; a
-    tensor the interpreter holds no values for is left out (its range stays the calibrated one)."""
+    ``calib`` (Keras-layout arrays, one per input, named ``input_names`` in the model's signature), from the
+    calibrated float model run with every tensor kept; a tensor the interpreter holds no values for is left out
+    (its range stays the calibrated one). Inputs are fed by signature name (the converter may order a signature's
+    tensors differently from the Keras model); a model without a signature takes them in the subgraph's order."""
     from ai_edge_litert.interpreter import Interpreter
 
     from ..console import track
@@ -64,15 +66,22 @@ def histograms(calibrated: bytes, calib: Sequence[np.ndarray], ranges: dict[int,
         warnings.filterwarnings("ignore", message=r".*experimental_preserve_all_tensors")
         interp = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
     interp.allocate_tensors()
-    inputs = sorted(interp.get_input_details(), key=lambda d: d["index"])
-    _, model = _model(calibrated)
-    order = [int(i) for i in model.subgraphs[0].inputs]
-    by_index = {d["index"]: d for d in inputs}
+    signatures = interp.get_signature_list()
+    if signatures and input_names is not None:
+        key = next(iter(signatures))
+        details = interp.get_signature_runner(key).get_input_details()
+        missing = [n for n in input_names if n not in details]
+        if missing:
+            raise ValueError(f"the calibrated model has no input {missing[0]!r} (its inputs: {', '.join(details)})")
+        indices = [details[n]["index"] for n in input_names]
+    else:
+        _, model = _model(calibrated)
+        indices = [int(i) for i in model.subgraphs[0].inputs]
     hist = {i: np.zeros(bins, np.int64) for i in ranges}
     n = len(calib[0])
     for s in track(range(n), f"measuring activation histograms on {n} samples", total=n):
-        for index, a in zip(order, calib):
-            interp.set_tensor(by_index[index]["index"], np.asarray(a[s:s + 1], np.float32))
+        for index, a in zip(indices, calib):
+            interp.set_tensor(index, np.asarray(a[s:s + 1], np.float32))
         interp.invoke()
         for i, (lo, hi) in ranges.items():
             if i not in hist:
@@ -82,7 +91,8 @@ def histograms(calibrated: bytes, calib: Sequence[np.ndarray], ranges: dict[int,
             except ValueError:  # a tensor the interpreter does not keep (e.g. an op's internal state): left as is
                 del hist[i]
                 continue
-            h, _ = np.histogram(values, bins=bins, range=(lo, hi))
+            # a value past the range by the rounding of another kernel (or clipped by the quantizer) counts at its edge
+            h, _ = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
             hist[i] += h
     return hist
 

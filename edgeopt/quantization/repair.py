@@ -25,7 +25,6 @@ from typing import Sequence
 
 import numpy as np
 
-from .._tf import tf
 
 MIN_GAIN = 1e-4  # output cosine a repair must add to be kept
 MODES = ("auto", "none")
@@ -35,36 +34,13 @@ def calibrate(model, calib: Sequence[np.ndarray], *, input_names, output_names, 
     """The converter's calibrated float model of ``model`` (every activation's min/max recorded), for
     :func:`.sensitivity.requantize`."""
     from .._quiet import quiet_native_stderr
-    from ..converter import _configure, make_converter
-    from .ptq import calibration_samples
+    from .sensitivity import calibrating_converter
 
-    conv, _ = make_converter(model, input_names=input_names, output_names=output_names)
-    _configure(conv, precision="int8", representative=lambda: calibration_samples(calib), io_type="float32",
-               per_channel=per_channel)
+    conv = calibrating_converter(model, calib, input_names=input_names, output_names=output_names,
+                                 per_channel=per_channel)
     conv._experimental_calibrate_only = True
     with quiet_native_stderr():
         return conv.convert()
-
-
-class _Judge:
-    """Fidelity of candidate INT8 models against the FP32 outputs on the held-back samples."""
-
-    def __init__(self, model, held, *, input_names, output_names, output_specs, workdir: Path):
-        from ..evaluate import run_keras
-
-        self.held, self.path = held, Path(workdir) / "repair_candidate.tflite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.reference = run_keras(model, held)
-        self.io = dict(input_names=input_names, output_names=output_names, output_specs=output_specs)
-
-    def __call__(self, data: bytes) -> dict:
-        from .sensitivity import fidelity
-
-        self.path.write_bytes(data)
-        try:
-            return fidelity(self.path, self.held, self.reference, **self.io)
-        finally:
-            self.path.unlink(missing_ok=True)
 
 
 def _better(after: dict, before: dict) -> bool:
@@ -87,10 +63,11 @@ def repair(model, calib: Sequence[np.ndarray], held: Sequence[np.ndarray], *, in
     from ..console import status
     from . import ranges as R
     from . import rounding
-    from .sensitivity import requantize
+    from ..evaluate import run_keras
+    from .sensitivity import Judge, requantize
 
-    judge = _Judge(model, held, input_names=input_names, output_names=output_names, output_specs=output_specs,
-                   workdir=workdir)
+    judge = Judge(held, run_keras(model, held), Path(workdir) / "repair_candidate.tflite", input_names=input_names,
+                  output_names=output_names, output_specs=output_specs)
     io = dict(input_names=input_names, output_names=output_names, per_channel=per_channel)
 
     def convert(m) -> tuple[bytes, bytes]:
@@ -128,7 +105,7 @@ def repair(model, calib: Sequence[np.ndarray], held: Sequence[np.ndarray], *, in
         with status("PTQ repair: choosing activation ranges"):
             calibrated = current[0]
             found = R.calibrated_ranges(calibrated)
-            hist = R.histograms(calibrated, calib, found) if found else {}
+            hist = R.histograms(calibrated, calib, found, input_names=input_names) if found else {}
             tried = {"minmax": fid}
             best, best_data = "minmax", current[1]
             for method in R.METHODS[1:]:

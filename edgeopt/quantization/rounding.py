@@ -12,8 +12,8 @@ then computes is better:
   lie on the converter's own grid (each channel keeps its largest weight, hence its scale), so the converter's
   rounding reproduces it exactly;
 * **bias correction** (Nagel et al. 2019, DFQ): the mean shift the quantized weights cause in each output channel,
-  ``(Q(W) - W) · E[x]`` with ``E[x]`` the mean of the layer's input on the calibration samples, is taken out of the
-  bias;
+  ``(Q(W) - W) · E[x]`` with ``E[x]`` the mean of the layer's input rows on the calibration samples (per kernel
+  tap, the zeros of SAME padding included), is taken out of the bias;
 * **cross-layer equalization** (DFQ): for a conv whose only reader is a ReLU, LeakyReLU or zero padding (or a
   ReLU6, which DFQ replaces by a ReLU; here only channels far from its clip on the calibration samples are scaled)
   feeding one other conv, output channel ``i`` of the first is
@@ -111,32 +111,40 @@ def _patches(layer, x: np.ndarray) -> np.ndarray:
 
 
 def input_statistics(model, layers: Sequence, calib: Sequence[np.ndarray], *, hessians: bool = True) -> dict:
-    """Per layer name: ``mean`` of its input per input channel and, with ``hessians``, ``H`` (Σ xxᵀ over every
-    row the layer multiplies, and ``n`` rows): (d, d) for Conv2D/Dense, (C, k*k, k*k) for DepthwiseConv2D."""
+    """Per layer name: ``mean`` of its input per input channel; ``patch_mean``, the mean of the rows the layer
+    multiplies (:func:`_patches`: each kernel tap's input over the output positions, the zeros of SAME padding and
+    the positions strides skip included), so that ``W · patch_mean`` is the mean of the layer's output before the
+    bias; and, with ``hessians``, ``H`` (Σ xxᵀ over those rows, and ``n`` rows): (d, d) for Conv2D/Dense,
+    (C, k*k, k*k) for DepthwiseConv2D."""
     from ..console import track
 
     k = keras()
     _, dw, _ = _kinds()
     probe = k.Model(model.inputs, [layer.input for layer in layers])
     n = min(len(calib[0]), SAMPLES)
-    stats = {layer.name: {"sum": None, "H": None, "n": 0, "count": 0} for layer in layers}
+    stats = {layer.name: {"sum": None, "rows": None, "H": None, "n": 0, "count": 0} for layer in layers}
     for start in track(range(0, n, BATCH), f"measuring the inputs of {len(layers)} layers", total=-(-n // BATCH)):
         batch = [np.asarray(a[start:min(n, start + BATCH)], np.float32) for a in calib]
         outs = probe(batch if len(batch) > 1 else batch[0], training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for layer, out in zip(layers, outs):
-            x = np.asarray(out, np.float64)
+            x = np.asarray(out, np.float32)
             s = stats[layer.name]
             axes = tuple(range(x.ndim - 1))
-            s["sum"] = x.sum(axes) if s["sum"] is None else s["sum"] + x.sum(axes)
+            total = x.sum(axes, dtype=np.float64)
+            s["sum"] = total if s["sum"] is None else s["sum"] + total
             s["count"] += int(np.prod([x.shape[a] for a in axes]))
+            rows = _patches(layer, x)
+            total = rows.sum(0, dtype=np.float64)
+            s["rows"] = total if s["rows"] is None else s["rows"] + total
+            s["n"] += rows.shape[0]
             if not hessians:
                 continue
-            rows = _patches(layer, x.astype(np.float32)).astype(np.float64)
+            rows = rows.astype(np.float64)
             h = np.einsum("nkc,nlc->ckl", rows, rows) if isinstance(layer, dw) else rows.T @ rows
             s["H"] = h if s["H"] is None else s["H"] + h
-            s["n"] += rows.shape[0]
-    return {name: {"mean": s["sum"] / max(s["count"], 1), "H": s["H"], "n": s["n"]} for name, s in stats.items()}
+    return {name: {"mean": s["sum"] / max(s["count"], 1), "patch_mean": s["rows"] / max(s["n"], 1), "H": s["H"],
+                   "n": s["n"]} for name, s in stats.items()}
 
 
 # ------------------------------------------------------------------------------------------------ the int8 grid
@@ -278,8 +286,9 @@ def bias_correction(model, calib: Sequence[np.ndarray], *, reference=None, per_c
     """A clone of ``model`` whose target layers' biases absorb the mean output shift of their INT8 weights,
     ``(Q(W) - W_ref) · E[x]``: ``Q(W)`` the converter's rounding of the layer's weights, ``W_ref`` the same layer's
     weights in ``reference`` (default: ``model``; pass the model before :func:`compensated_rounding` to correct what
-    that rounding leaves), ``E[x]`` the mean input per channel on the calibration samples; (model, record). A layer
-    without a bias is skipped."""
+    that rounding leaves), ``E[x]`` the mean of the rows the kernel multiplies on the calibration samples (per
+    kernel tap, so the zeros SAME padding adds at the borders count); (model, record). A layer without a bias is
+    skipped."""
     _, dw, dense = _kinds()
     out = clone(model)
     layers = [layer for layer in targets(out) if getattr(layer, "use_bias", False)]
@@ -292,13 +301,11 @@ def bias_correction(model, calib: Sequence[np.ndarray], *, reference=None, per_c
         w = _rows(layer, weights[0]).astype(np.float64)
         ref = w if reference is None else _rows(layer, reference.get_layer(layer.name).get_weights()[0])
         err = _round(w, _grid(w, per_channel)) - ref  # (out, inputs per output)
-        mean = stats[layer.name]["mean"]
-        if isinstance(layer, dw):
-            delta = err.sum(1) * np.repeat(mean, w.shape[0] // mean.shape[0])
-        elif isinstance(layer, dense):
+        mean = stats[layer.name]["patch_mean"]  # (inputs per output) in the kernel's order; (k*k, C) depthwise
+        if isinstance(layer, dw):  # output channel c*m + j reads input channel c
+            delta = np.sum(err * np.repeat(mean.T, w.shape[0] // mean.shape[1], axis=0), axis=1)
+        else:
             delta = err @ mean
-        else:  # the kernel's rows run over (kh, kw, cin)
-            delta = err @ np.tile(mean, w.shape[1] // mean.shape[0])
         weights[1] = (weights[1] - delta).astype(weights[1].dtype)
         shift.append(float(np.max(np.abs(delta))))
         layer.set_weights(weights)

@@ -48,27 +48,39 @@ def _finite(value) -> float | None:
     return x if np.isfinite(x) else None
 
 
+def calibrating_converter(model, calib: Sequence[np.ndarray], *, input_names: Sequence[str],
+                          output_names: Sequence[str], per_channel: bool = True):
+    """The INT8 converter of ``model`` (float I/O) with ``calib`` as its representative samples."""
+    from ..converter import _configure, make_converter
+    from .ptq import calibration_samples
+
+    conv, _ = make_converter(model, input_names=input_names, output_names=output_names)
+    _configure(conv, precision="int8", representative=lambda: calibration_samples(calib, input_names),
+               io_type="float32", per_channel=per_channel)
+    return conv
+
+
 def debugger(model, calib: Sequence[np.ndarray], held: Sequence[np.ndarray], *, input_names: Sequence[str],
              output_names: Sequence[str], per_channel: bool = True):
     """A LiteRT QuantizationDebugger of ``model`` calibrated on ``calib`` (Keras-layout arrays, one per input),
     its layer statistics measured on ``held``."""
     from .._quiet import quiet_native_stderr
-    from ..converter import _configure, make_converter
-    from .ptq import calibration_samples
+    from .ptq import interpreter_order
 
     T = tf()
-    conv, _ = make_converter(model, input_names=input_names, output_names=output_names)
-    _configure(conv, precision="int8", representative=lambda: calibration_samples(calib), io_type="float32",
-               per_channel=per_channel)
+    conv = calibrating_converter(model, calib, input_names=input_names, output_names=output_names,
+                                 per_channel=per_channel)
     n = len(held[0])
     options = T.lite.experimental.QuantizationDebugOptions(
         layer_direct_compare_metrics={"relative_rmse": _relative_rmse})
     with quiet_native_stderr(), warnings.catch_warnings():
         # the debugger runs TF's own interpreter, which warns that LiteRT's replaces it
         warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
+        order = list(range(len(held)))  # the debugger feeds a list in its interpreter's input order
         dbg = T.lite.experimental.QuantizationDebugger(
             converter=conv, debug_options=options,
-            debug_dataset=lambda: ([np.asarray(a[i:i + 1], np.float32) for a in held] for i in range(n)))
+            debug_dataset=lambda: ([np.asarray(held[j][i:i + 1], np.float32) for j in order] for i in range(n)))
+        order[:] = interpreter_order(dbg._quant_interpreter, list(input_names))
         dbg.run()
     return dbg
 
@@ -104,6 +116,23 @@ def layer_names(tensor: str) -> list[str]:
         if name not in out:
             out.append(name)
     return out
+
+
+class Judge:
+    """:func:`fidelity` of candidate INT8 models (bytes) against ``reference`` (the FP32 outputs on ``held``), each
+    written to ``path`` to run and removed after."""
+
+    def __init__(self, held, reference, path: Path, *, input_names, output_names, output_specs):
+        self.held, self.reference, self.path = held, reference, Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.io = dict(input_names=input_names, output_names=output_names, output_specs=output_specs)
+
+    def __call__(self, data: bytes) -> dict:
+        self.path.write_bytes(data)
+        try:
+            return fidelity(self.path, self.held, self.reference, **self.io)
+        finally:
+            self.path.unlink(missing_ok=True)
 
 
 def fidelity(path: Path, held, reference, *, input_names, output_names, output_specs) -> dict:

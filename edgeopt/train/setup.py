@@ -18,7 +18,7 @@ def prepare_data(ctx, meta: dict, params: TrainParams, *, teacher, needs_teacher
     """The run's ``--data`` as a :class:`TrainData`: labels from ``--labels`` or the data itself, teacher outputs
     computed once (or per batch when augmenting), validation on ``--val`` or the held-back split."""
     from edgeopt.console import track
-    from edgeopt.data import Labels, check_classes, image_geometry, load_labels, load_samples
+    from edgeopt.data import check_classes, image_geometry, load_labels, load_samples
 
     inputs, outputs = meta["inputs"], meta["outputs"]
     if len(inputs) != 1:
