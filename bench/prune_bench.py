@@ -260,13 +260,14 @@ def to_markdown(doc: dict) -> str:
         lo, hi = wilson(v, n)
         return f"{100 * v:.2f} % ({100 * lo:.1f}–{100 * hi:.1f})"
 
+    loss = doc["finetune"].get("edgeopt_loss", "ce")
     lines = [f"# Structured pruning: {doc['model']['name']} on Fashion-MNIST", "",
              f"Torch-trained model: {100 * doc['model']['torch_test_top1']:.2f} % top-1 on the {n:,} test images. "
              f"Fine-tuning after pruning: {doc['finetune']['epochs']} epochs, {doc['finetune']['optimizer']} lr "
              f"{doc['finetune']['lr']:g} {doc['finetune']['schedule']}, batch {doc['finetune']['batch']}, "
              f"{doc['finetune']['augment']}, on the {doc['finetune']['data']} (the same for both tools); loss: "
-             f"Torch-Pruning {doc['finetune']['torch_pruning_loss']} (labels), edgeopt "
-             f"{doc['finetune'].get('edgeopt_loss', 'ce')} (kd: the unpruned model's soft outputs, T = 4). "
+             f"Torch-Pruning {doc['finetune'].get('torch_pruning_loss', 'ce')} (labels), edgeopt {loss}"
+             + (" (kd: the unpruned model's soft outputs, T = 4). " if "kd" in loss else ". ") +
              "edgeopt's MACs target is the share Torch-Pruning reached. "
              f"Latency: every INT8 file in one interleaved run on this host, 1 thread, XNNPACK "
              f"({doc['latency']['rounds']} rounds of {doc['latency']['runs_per_round']} invokes), medians.", "",

@@ -6,7 +6,9 @@ driven by name and its shapes are static, as the Edge TPU compiler and most dele
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 from typing import Callable, Iterable, Literal, Sequence
 
 import numpy as np
@@ -38,19 +40,30 @@ def unique_safe_names(names: Sequence[str]) -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def calibration_warnings():
+    """Silences the deprecation warning of the tf.lite.Interpreter the calibrator builds to feed samples by
+    signature name (LiteRT's own interpreter runs everything else)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
+        yield
+
+
 def to_tflite(
     model,
     *,
     input_names: Sequence[str],
     output_names: Sequence[str],
     precision: Precision = "fp32",
-    representative: Callable[[], Iterable[list[np.ndarray]]] | None = None,
+    representative: Callable[[], Iterable[list[np.ndarray] | dict[str, np.ndarray]]] | None = None,
     io_type: IOType = "float32",
     per_channel: bool = True,
 ) -> bytes:
     """Convert a tf_keras model; ``input_names``/``output_names`` become the signature's names (already safe).
 
-    ``representative`` yields lists of batch-1 float arrays in the Keras layout, one per input (INT8 only).
+    ``representative`` yields batch-1 float arrays in the Keras layout (INT8 only): a list for a model with one
+    input, a dict by signature name for several (the converter orders a signature's inputs by name and feeds a
+    list in that order; :func:`edgeopt.quantization.ptq.calibration_samples` does this).
 
     >>> data = to_tflite(model, input_names=["x"], output_names=["y"], precision="fp16")  # doctest: +SKIP
     """
@@ -61,8 +74,8 @@ def to_tflite(
     from .quantization.compact import compact
 
     try:
-        with quiet_native_stderr(), step("TFLite converter"):  # the converter's C++ prints its settings on fd 2
-            data = conv.convert()
+        with quiet_native_stderr(), step("TFLite converter"), calibration_warnings():
+            data = conv.convert()  # the converter's C++ prints its settings on fd 2
     except Exception as exc:
         raise _conversion_error(str(exc), precision, concrete, model) from None
     with step("compaction"):

@@ -263,6 +263,30 @@ def test_bias_correction_removes_the_mean_shift_of_the_int8_weights():
     assert none == {"layers": 0}
 
 
+def test_row_sums_equal_the_sums_of_the_patches():
+    """The per-tap sums of strided slices of the padded input equal the sums of the im2col rows the kernel
+    multiplies, and their count is the number of output positions: SAME and VALID, strides, dilation, depthwise,
+    odd and even sizes."""
+    k = _keras()
+    rng = np.random.default_rng(0)
+    cases = [(k.layers.Conv2D, dict(filters=4, kernel_size=3, strides=2, padding="same")),
+             (k.layers.Conv2D, dict(filters=4, kernel_size=3, strides=2, padding="valid")),
+             (k.layers.Conv2D, dict(filters=4, kernel_size=3, dilation_rate=2, padding="same")),
+             (k.layers.Conv2D, dict(filters=4, kernel_size=(5, 3), strides=(2, 1), padding="same")),
+             (k.layers.Conv2D, dict(filters=4, kernel_size=1, strides=2, padding="same")),
+             (k.layers.DepthwiseConv2D, dict(kernel_size=3, strides=2, padding="same", depth_multiplier=2)),
+             (k.layers.DepthwiseConv2D, dict(kernel_size=5, padding="valid"))]
+    for hw in [(11, 12), (7, 9)]:
+        x = rng.normal(size=(3, *hw, 5)).astype(np.float32)
+        for cls, cfg in cases:
+            layer = cls(**cfg)
+            y = layer(x).numpy()
+            patches = rounding._patches(layer, x)
+            got, count = rounding._row_sums(layer, x)
+            assert count == patches.shape[0] == y.shape[0] * y.shape[1] * y.shape[2], (hw, cfg)
+            assert np.allclose(got, patches.sum(0, dtype=np.float64), atol=1e-3), (hw, cfg)
+
+
 @pytest.mark.parametrize("kind", ["depthwise", "strided"])
 def test_bias_correction_is_exact_for_depthwise_and_strided_convs_with_padding(kind):
     """A 3x3 depthwise conv (depth multiplier 2) and a 3x3 stride-2 conv, both SAME on 12x12: the mean output of the

@@ -227,10 +227,11 @@ def convert(model, precision: str) -> bytes:
         return to_tflite(model, input_names=names, output_names=outs, precision="fp32")
     rng = np.random.default_rng(0)
 
-    def representative():  # by signature name: the converter orders a signature's inputs by name
+    def representative():  # several inputs by signature name: the converter orders them by name
         for _ in range(4):
-            yield {n: rng.standard_normal((1, *[int(d) for d in t.shape[1:]])).astype(np.float32)
-                   for n, t in zip(names, model.inputs)}
+            sample = [rng.standard_normal((1, *[int(d) for d in t.shape[1:]])).astype(np.float32)
+                      for t in model.inputs]
+            yield sample if len(sample) == 1 else dict(zip(names, sample))
 
     return to_tflite(model, input_names=names, output_names=outs, precision="int8", representative=representative,
                      io_type="int8")

@@ -337,9 +337,10 @@ class _LatencyRun:
         current_file = self._file(current, "current")
         current_ms = self.before_ms if current is self.original else self.target.measure(current_file)
         # this step's goal as a fraction of the current model's latency
-        share = min(1.0, p.prune_latency ** fraction * self.before_ms / current_ms)
+        wanted = p.prune_latency ** fraction * self.before_ms / current_ms
+        share = min(1.0, wanted)
         lm = LatencyModel(graph, specs, tables, current_ms)
-        aim = share * (1.0 - LATENCY_MARGIN)  # met with room for the spread between measuring runs
+        aim = min(1.0, wanted * (1.0 - LATENCY_MARGIN))  # met with room for the spread between measuring runs
         rounds, goal, start = [], current_ms * aim, None
         for _ in range(5):
             keep = choose_latency(graph, scores, lm, target_ms=goal, round_to=p.round_to,

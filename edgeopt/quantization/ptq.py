@@ -70,6 +70,7 @@ def interpreter_order(interpreter, input_names: Sequence[str]) -> list[int]:
     if len(input_names) < 2 or not signatures:
         return list(range(len(input_names)))
     details = interpreter.get_signature_runner(next(iter(signatures))).get_input_details()
+    if sorted(details) != sorted(input_names):
+        raise ValueError(f"the model's inputs are {', '.join(details)}, not {', '.join(input_names)}")
     by_index = {d["index"]: name for name, d in details.items()}
-    order = [input_names.index(by_index[d["index"]]) for d in interpreter.get_input_details()]
-    return order
+    return [list(input_names).index(by_index[d["index"]]) for d in interpreter.get_input_details()]

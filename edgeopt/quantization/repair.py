@@ -34,12 +34,13 @@ def calibrate(model, calib: Sequence[np.ndarray], *, input_names, output_names, 
     """The converter's calibrated float model of ``model`` (every activation's min/max recorded), for
     :func:`.sensitivity.requantize`."""
     from .._quiet import quiet_native_stderr
+    from ..converter import calibration_warnings
     from .sensitivity import calibrating_converter
 
     conv = calibrating_converter(model, calib, input_names=input_names, output_names=output_names,
                                  per_channel=per_channel)
     conv._experimental_calibrate_only = True
-    with quiet_native_stderr():
+    with quiet_native_stderr(), calibration_warnings():
         return conv.convert()
 
 

@@ -110,19 +110,41 @@ def _patches(layer, x: np.ndarray) -> np.ndarray:
     return p if isinstance(layer, dw) else p.reshape(-1, kh * kw * c)
 
 
+def _row_sums(layer, x: np.ndarray) -> tuple[np.ndarray, int]:
+    """The sum of the rows :func:`_patches` gives (in the same layout: (k*k*cin,) for a Conv2D, (k*k, C) for a
+    DepthwiseConv2D, (features,) for a Dense) and their count, from one strided slice of the padded input per
+    kernel tap instead of the patches themselves."""
+    conv, dw, dense = _kinds()
+    if isinstance(layer, dense):
+        return x.reshape(-1, x.shape[-1]).sum(0, dtype=np.float64), int(np.prod(x.shape[:-1]))
+    kh, kw = layer.kernel_size
+    sh, sw = layer.strides
+    dh, dw_ = layer.dilation_rate
+    n, h, w, c = x.shape
+    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw_ + 1  # the kernel's extent
+    if layer.padding == "same":
+        oh, ow = -(-h // sh), -(-w // sw)
+        ph, pw = max((oh - 1) * sh + eh - h, 0), max((ow - 1) * sw + ew - w, 0)
+        x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    else:
+        oh, ow = (h - eh) // sh + 1, (w - ew) // sw + 1
+    taps = np.stack([x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw_:j * dw_ + (ow - 1) * sw + 1:sw, :]
+                     .sum((0, 1, 2), dtype=np.float64) for i in range(kh) for j in range(kw)])  # (k*k, C)
+    return (taps if isinstance(layer, dw) else taps.reshape(-1)), n * oh * ow
+
+
 def input_statistics(model, layers: Sequence, calib: Sequence[np.ndarray], *, hessians: bool = True) -> dict:
-    """Per layer name: ``mean`` of its input per input channel; ``patch_mean``, the mean of the rows the layer
-    multiplies (:func:`_patches`: each kernel tap's input over the output positions, the zeros of SAME padding and
-    the positions strides skip included), so that ``W · patch_mean`` is the mean of the layer's output before the
-    bias; and, with ``hessians``, ``H`` (Σ xxᵀ over those rows, and ``n`` rows): (d, d) for Conv2D/Dense,
-    (C, k*k, k*k) for DepthwiseConv2D."""
+    """Per layer name: ``patch_mean``, the mean of the rows the layer multiplies (:func:`_patches`: each kernel
+    tap's input over the output positions, the zeros of SAME padding included and strides accounted for), so that
+    ``W · patch_mean`` is the mean of the layer's output before the bias; and, with ``hessians``, ``H`` (Σ xxᵀ
+    over those rows, and ``n`` rows): (d, d) for Conv2D/Dense, (C, k*k, k*k) for DepthwiseConv2D."""
     from ..console import track
 
     k = keras()
     _, dw, _ = _kinds()
     probe = k.Model(model.inputs, [layer.input for layer in layers])
     n = min(len(calib[0]), SAMPLES)
-    stats = {layer.name: {"sum": None, "rows": None, "H": None, "n": 0, "count": 0} for layer in layers}
+    stats = {layer.name: {"rows": None, "H": None, "n": 0} for layer in layers}
     for start in track(range(0, n, BATCH), f"measuring the inputs of {len(layers)} layers", total=-(-n // BATCH)):
         batch = [np.asarray(a[start:min(n, start + BATCH)], np.float32) for a in calib]
         outs = probe(batch if len(batch) > 1 else batch[0], training=False)
@@ -130,21 +152,15 @@ def input_statistics(model, layers: Sequence, calib: Sequence[np.ndarray], *, he
         for layer, out in zip(layers, outs):
             x = np.asarray(out, np.float32)
             s = stats[layer.name]
-            axes = tuple(range(x.ndim - 1))
-            total = x.sum(axes, dtype=np.float64)
-            s["sum"] = total if s["sum"] is None else s["sum"] + total
-            s["count"] += int(np.prod([x.shape[a] for a in axes]))
-            rows = _patches(layer, x)
-            total = rows.sum(0, dtype=np.float64)
+            total, count = _row_sums(layer, x)
             s["rows"] = total if s["rows"] is None else s["rows"] + total
-            s["n"] += rows.shape[0]
+            s["n"] += count
             if not hessians:
                 continue
-            rows = rows.astype(np.float64)
+            rows = _patches(layer, x).astype(np.float64)
             h = np.einsum("nkc,nlc->ckl", rows, rows) if isinstance(layer, dw) else rows.T @ rows
             s["H"] = h if s["H"] is None else s["H"] + h
-    return {name: {"mean": s["sum"] / max(s["count"], 1), "patch_mean": s["rows"] / max(s["n"], 1), "H": s["H"],
-                   "n": s["n"]} for name, s in stats.items()}
+    return {name: {"patch_mean": s["rows"] / max(s["n"], 1), "H": s["H"], "n": s["n"]} for name, s in stats.items()}
 
 
 # ------------------------------------------------------------------------------------------------ the int8 grid
