@@ -331,8 +331,9 @@ def compress(
     ptq_repair: Optional[Literal["auto", "none"]] = typer.Option(
         None, "--ptq-repair", help="auto (the default of --int8): try cross-layer equalization, error-compensating "
         "weight rounding, bias correction and percentile/MSE activation ranges, and keep each that raises the "
-        "output cosine with FP32 on the held-back samples (the report lists each one's effect); none: the "
-        "converter's PTQ as it is", rich_help_panel=QNT),
+        "output cosine with FP32 on the held-back samples (the report lists each one's effect); an accuracy "
+        "budget then keeps ops in float from the repaired model; none: the converter's PTQ as it is",
+        rich_help_panel=QNT),
     max_accuracy_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", metavar="POINTS",
                                                       help="accuracy budget with labels: keep the most damaging "
                                                       "ops in float until top-1 is at most POINTS below float "
@@ -444,10 +445,9 @@ def compress(
     if qat and ptq_repair is not None:
         raise typer.BadParameter("--ptq-repair repairs post-training quantization; with --qat the ranges and "
                                  "weights are trained: give --int8 without --qat for it")
-    if ptq_repair == "auto" and (min_agreement is not None or max_accuracy_drop is not None or auto_granularity):
-        raise typer.BadParameter("--ptq-repair auto is not combined with --min-agreement, --max-accuracy-drop or "
-                                 "--auto-granularity, which measure the converter's PTQ as it is (drop "
-                                 "--ptq-repair)")
+    if ptq_repair == "auto" and auto_granularity:
+        raise typer.BadParameter("--ptq-repair auto is not combined with --auto-granularity, which measures the "
+                                 "converter's per-channel PTQ as it is (drop --ptq-repair)")
     if ptq_repair is not None and not (int8 or qat):
         raise typer.BadParameter("--ptq-repair belongs to INT8 post-training quantization: give --int8")
     if qat and sensitivity:
@@ -499,10 +499,9 @@ def compress(
     elif precision == "int8":
         from .params import PTQParams
 
-        budget = min_agreement is not None or max_accuracy_drop is not None or auto_granularity
         ptq = _checked(PTQParams, dict(io_type=io_type, per_channel=per_channel, min_agreement=min_agreement,
                                        max_accuracy_drop=max_accuracy_drop, auto_granularity=auto_granularity,
-                                       ptq_repair=ptq_repair or ("none" if budget else "auto")))
+                                       ptq_repair=ptq_repair or ("none" if auto_granularity else "auto")))
         values = {"io_type": ptq.io_type, "per_channel": ptq.per_channel, "ptq_repair": ptq.ptq_repair}
         if ptq.auto_granularity:
             values["auto_granularity"] = True

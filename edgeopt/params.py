@@ -99,9 +99,10 @@ class PTQParams:
     ptq_repair: Literal["auto", "none"] = _f("auto", "auto: try cross-layer equalization, error-compensating "
                                                      "weight rounding, bias correction and percentile/MSE "
                                                      "activation ranges, keeping each that raises the output "
-                                                     "cosine with FP32 on the held-back samples; none: the "
-                                                     "converter's PTQ as it is. Not combined with a budget "
-                                                     "or auto_granularity")
+                                                     "cosine with FP32 on the held-back samples (a budget "
+                                                     "then keeps ops in float from the repaired model); "
+                                                     "none: the converter's PTQ as it is. Not run with "
+                                                     "auto_granularity")
 
     def __post_init__(self):
         if self.ptq_repair not in ("auto", "none"):

@@ -135,18 +135,22 @@ def convert_tflite(artifact: Artifact, params: ConvertParams, ctx: Context) -> A
 def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifact:
     """Full-integer INT8 post-training quantization, calibrated on the run's data."""
     from .console import status
+    from .quantization.compact import compact
     from .quantization.ptq import quantize_int8
 
     model = _keras_source(artifact, "quantize.ptq")
     samples, calib_keras = _calibration(ctx, artifact.meta["inputs"])
     ins, outs = _io_names(artifact)
     extra = {}
+    # --auto-granularity spends the fidelity tolerance on the converter's per-channel model: not repaired
+    repaired = None
+    if params.ptq_repair == "auto" and not params.auto_granularity:
+        repaired = _repaired(artifact, model, params, ctx, calib_keras, ins, outs, extra)
     if params.min_agreement is not None or params.max_accuracy_drop is not None:
-        data, extra = _int8_within_budget(artifact, model, params, ctx, calib_keras, ins, outs)
+        data, within = _int8_within_budget(artifact, model, params, ctx, calib_keras, ins, outs, repaired)
+        extra.update(within)
     else:
-        # --auto-granularity spends the fidelity tolerance on the converter's per-channel model: not repaired
-        repaired = params.ptq_repair == "auto" and not params.auto_granularity
-        data = _repaired(artifact, model, params, ctx, calib_keras, ins, outs, extra) if repaired else None
+        data = None if repaired is None else compact(repaired.data)
         if data is None:
             with status(f"converting to int8 .tflite ({len(calib_keras[0])} calibration samples)"):
                 data = quantize_int8(model, calib_keras, input_names=ins, output_names=outs,
@@ -159,11 +163,9 @@ def quantize_ptq(artifact: Artifact, params: PTQParams, ctx: Context) -> Artifac
                             per_channel=params.per_channel, **extra)
 
 
-def _repaired(artifact: Artifact, model, params: PTQParams, ctx: Context, calib_keras, ins, outs,
-              extra: dict) -> bytes | None:
-    """INT8 bytes through the PTQ repairs (:mod:`edgeopt.quantization.repair`), their record in ``extra``; None
-    (with a warning) when no samples are held back to measure them on."""
-    from .quantization.compact import compact
+def _repaired(artifact: Artifact, model, params: PTQParams, ctx: Context, calib_keras, ins, outs, extra: dict):
+    """The PTQ repairs (:mod:`edgeopt.quantization.repair`): their :class:`~edgeopt.quantization.repair.Repaired`,
+    the record in ``extra``; None (with a warning) when no samples are held back to measure them on."""
     from .quantization.repair import repair
 
     specs = artifact.meta["inputs"]
@@ -175,12 +177,12 @@ def _repaired(artifact: Artifact, model, params: PTQParams, ctx: Context, calib_
     from .profiling import step
 
     with step("PTQ repair"):
-        data, record, _ = repair(model, calib_keras, held, input_names=ins, output_names=outs,
-                                 output_specs=artifact.meta["outputs"], workdir=ctx.workdir / "repair",
-                                 io_type=params.io_type, per_channel=params.per_channel)
-    record["measured_on"] = f"the {len(held[0])} held-back samples"
-    extra["ptq_repair"] = record
-    return compact(data)
+        repaired = repair(model, calib_keras, held, input_names=ins, output_names=outs,
+                          output_specs=artifact.meta["outputs"], workdir=ctx.workdir / "repair",
+                          io_type=params.io_type, per_channel=params.per_channel)
+    repaired.record["measured_on"] = f"the {len(held[0])} held-back samples"
+    extra["ptq_repair"] = repaired.record
+    return repaired
 
 
 def _calibration(ctx: Context, specs):
@@ -217,9 +219,12 @@ def _granularity(artifact: Artifact, model, ctx: Context, data: bytes, ins, outs
     return chosen, {"granularity": record}
 
 
-def _int8_within_budget(artifact: Artifact, model, params: PTQParams, ctx: Context, calib_keras, ins, outs):
+def _int8_within_budget(artifact: Artifact, model, params: PTQParams, ctx: Context, calib_keras, ins, outs,
+                        repaired=None):
     """INT8 with the fewest ops in float that meet --min-agreement or --max-accuracy-drop; (bytes, meta) where the
-    meta holds the record, the sensitivity table it followed and the every-op-INT8 file for the report."""
+    meta holds the record, the sensitivity table it followed and the every-op-INT8 file for the report. With
+    ``repaired`` (the PTQ repair's result) the ops are kept in float from the repaired model, its weights and
+    activation ranges; the budget is still measured against ``model``, the original."""
     import numpy as np
 
     from .accuracy import classifier_output
@@ -254,8 +259,11 @@ def _int8_within_budget(artifact: Artifact, model, params: PTQParams, ctx: Conte
         metric, measure = agreement_measure(held, run_keras(model, held), output_specs=out_specs, **io)
         budget = Budget(metric, float(params.min_agreement))
         where = f"the {len(held[0])} held-back samples"
-    sens, calibrated = analyse_calibrated(model, calib_keras, held, output_specs=out_specs,
+    source = model if repaired is None else repaired.float_model
+    sens, calibrated = analyse_calibrated(source, calib_keras, held, output_specs=out_specs,
                                           workdir=ctx.workdir / "sensitivity", per_channel=params.per_channel, **io)
+    if repaired is not None:  # the same Keras layer names, so the same op names: the ranking applies
+        calibrated = repaired.calibrated
     data, record = choose_float_ops(calibrated, sens["layers"], budget=budget, measure=measure,
                                     per_channel=params.per_channel, io_type=params.io_type,
                                     workdir=ctx.workdir / "budget")

@@ -372,7 +372,7 @@ def test_ptq_repair_flag_and_its_refusals(tmp_path):
     assert "PTQ repair" not in res.stdout
     for args, words in (
         (["--qat", "--data", IMAGES, "--ptq-repair", "auto"], "--ptq-repair repairs post-training"),
-        (["--int8", "--ptq-repair", "auto", "--min-agreement", "0.99"], "not combined"),
+        (["--int8", "--ptq-repair", "auto", "--auto-granularity"], "not combined"),
         (["--ptq-repair", "auto"], "give --int8"),
     ):
         res = run_edgeopt(["compress", CNN, "--calib", calib, "-o", out, *args])

@@ -21,10 +21,11 @@ gain little from chance, and a labeled accuracy (``--data`` with labels) is meas
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from ..errors import ModelFileError
 
 MIN_GAIN = 1e-4  # output cosine a repair must add to be kept
 MODES = ("auto", "none")
@@ -50,14 +51,27 @@ def _better(after: dict, before: dict) -> bool:
     return before["top1_agreement"] is None or after["top1_agreement"] >= before["top1_agreement"]
 
 
+def _short(exc: Exception) -> str:
+    text = str(exc).split(": cannot be loaded as a .tflite model: ")[-1]
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def _figures(f: dict) -> dict:
     return {"cosine": f["cosine"], "top1_agreement": f["top1_agreement"]}
 
 
+class Repaired(NamedTuple):
+    data: bytes  # the repaired INT8 model
+    record: dict  # every step with its fidelity before and after (the report's "PTQ repair" section)
+    float_model: object  # the Keras model the kept weight repairs made
+    calibrated: bytes  # its calibrated float model, with the chosen activation ranges (for requantize)
+
+
 def repair(model, calib: Sequence[np.ndarray], held: Sequence[np.ndarray], *, input_names, output_names,
            output_specs, workdir: Path, io_type: str = "int8", per_channel: bool = True,
-           ranges: bool = True) -> tuple[bytes, dict, object]:
-    """The repaired INT8 model of ``model``: (bytes, record, the Keras model the kept weight repairs made).
+           ranges: bool = True) -> Repaired:
+    """The repaired INT8 model of ``model`` (:class:`Repaired`: the bytes, the record, the repaired Keras model and
+    its calibrated model with the chosen ranges, from which :func:`.sensitivity.requantize` can keep ops in float).
 
     ``calib``/``held``: Keras-layout arrays, one per input; ``ranges=False`` leaves the activation ranges to the
     converter (the bytes are then the plain conversion of the repaired Keras model)."""
@@ -88,8 +102,13 @@ def repair(model, calib: Sequence[np.ndarray], held: Sequence[np.ndarray], *, in
             if not details.get("channels_scaled", details.get("layers", 0)):  # nothing changed: no conversion
                 record["steps"].append({"step": name, "applicable": False, "kept": False, **details})
                 return
-            conv = convert(candidate)
-            after = judge(conv[1])
+            try:
+                conv = convert(candidate)
+                after = judge(conv[1])
+            except ModelFileError as exc:  # e.g. a layer whose rounded weights are all 0 has a range of 0
+                record["steps"].append({"step": name, "applicable": False, "kept": False, **details,
+                                        "why": f"its INT8 model does not run in LiteRT ({_short(exc)})"})
+                return
         keep = _better(after, fid)
         record["steps"].append({"step": name, "applicable": True, "kept": keep, "before": _figures(fid),
                                 "after": _figures(after), **details})
@@ -108,20 +127,23 @@ def repair(model, calib: Sequence[np.ndarray], held: Sequence[np.ndarray], *, in
             found = R.calibrated_ranges(calibrated)
             hist = R.histograms(calibrated, calib, found, input_names=input_names) if found else {}
             tried = {"minmax": fid}
-            best, best_data = "minmax", current[1]
+            best, best_data, best_calibrated = "minmax", current[1], calibrated
             for method in R.METHODS[1:]:
                 if not found:
                     break
-                chosen = R.chosen(hist, found, method)
-                data = requantize(R.with_ranges(calibrated, chosen), per_channel=per_channel, io_type=io_type)
-                tried[method] = judge(data)
+                candidate = R.with_ranges(calibrated, R.chosen(hist, found, method))
+                data = requantize(candidate, per_channel=per_channel, io_type=io_type)
+                try:
+                    tried[method] = judge(data)
+                except ModelFileError:  # a range LiteRT refuses: this method is out
+                    continue
                 if _better(tried[method], tried[best]):
-                    best, best_data = method, data
+                    best, best_data, best_calibrated = method, data, candidate
         record["steps"].append({"step": "ranges", "applicable": bool(found), "kept": best != "minmax",
                                 "before": _figures(fid), "after": _figures(tried[best]), "chosen": best,
                                 "tensors": len(found), "tried": {k: _figures(v) for k, v in tried.items()}})
-        current, fid = (current[0], best_data), tried[best]
+        current, fid = (best_calibrated, best_data), tried[best]
     record["final"] = _figures(fid)
     record["kept"] = [s["step"] if s["step"] != "ranges" else f"ranges ({s['chosen']})"
                       for s in record["steps"] if s["kept"]]
-    return current[1], record, float_model
+    return Repaired(current[1], record, float_model, current[0])
