@@ -78,7 +78,10 @@ def test_interrupt_says_how_to_resume(tmp_path):
     ckpt = tmp_path / "ck"
     proc = subprocess.Popen([sys.executable, "-m", "edgeopt.cli", *map(str, [*ARGS, "--checkpoint-dir", ckpt,
                                                                              "-o", tmp_path / "i.keras"])],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env(),
+                            # a test run started in the background of a shell without job control inherits SIGINT
+                            # ignored, and Python keeps it so: the child takes the default, as in a terminal
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 600
     while time.time() < deadline and not (ckpt / "state.json").exists() and proc.poll() is None:
         time.sleep(0.01)
