@@ -12,8 +12,8 @@ import pytest
 NAMES, OUTS = ["z_small", "a_large"], ["a", "b"]
 
 
-@pytest.fixture(scope="module")
-def two_inputs():
+def two_input_model():
+    """The two-branch model: "z_small" → Dense + ReLU "from_small", "a_large" → Dense + ReLU "from_large"."""
     from edgeopt._tf import keras
 
     k = keras()
@@ -21,11 +21,18 @@ def two_inputs():
     small, large = k.Input((8,)), k.Input((8,))
     a = k.layers.Dense(8, activation="relu", name="from_small")(small)
     b = k.layers.Dense(8, activation="relu", name="from_large")(large)
-    model = k.Model([small, large], [a, b])
+    return k.Model([small, large], [a, b])
+
+
+def two_input_samples(rng, n: int) -> list[np.ndarray]:
+    """``n`` samples per input: about 1 for "z_small", about 100 for "a_large"."""
+    return [rng.uniform(0, 1, (n, 8)).astype(np.float32), rng.uniform(90, 110, (n, 8)).astype(np.float32)]
+
+
+@pytest.fixture(scope="module")
+def two_inputs():
     rng = np.random.default_rng(0)
-    calib = [rng.uniform(0, 1, (64, 8)).astype(np.float32), rng.uniform(90, 110, (64, 8)).astype(np.float32)]
-    held = [rng.uniform(0, 1, (32, 8)).astype(np.float32), rng.uniform(90, 110, (32, 8)).astype(np.float32)]
-    return model, calib, held
+    return two_input_model(), two_input_samples(rng, 64), two_input_samples(rng, 32)
 
 
 def test_ptq_of_two_inputs_keeps_each_branch(two_inputs, tmp_path):

@@ -98,13 +98,10 @@ def test_calibration_and_histograms_feed_each_input_by_its_signature_name():
     ("z_small" before "a_large") are not in alphabetical order. The calibrated ranges are the Keras outputs' own,
     and each calibrated tensor's histogram has the mean of its own branch: fed to the wrong input, the small
     branch's values would pile up at its range's top."""
-    k = _keras()
-    small, large = k.Input((8,)), k.Input((8,))
-    a = k.layers.Dense(8, activation="relu", name="from_small")(small)
-    b = k.layers.Dense(8, activation="relu", name="from_large")(large)
-    model = k.Model([small, large], [a, b])
-    rng = np.random.default_rng(0)
-    calib = [rng.uniform(0, 1, (16, 8)).astype(np.float32), rng.uniform(90, 110, (16, 8)).astype(np.float32)]
+    from test_multi_input_int8 import two_input_model, two_input_samples
+
+    model = two_input_model()
+    calib = two_input_samples(np.random.default_rng(0), 16)
     calibrated = calibrate(model, calib, input_names=["z_small", "a_large"], output_names=["a", "b"])
     found = R.calibrated_ranges(calibrated)
     assert len(found) == 2
