@@ -237,3 +237,40 @@ def test_a_corrupt_image_met_mid_training_is_a_data_error_naming_it(tmp_path):
 
 def test_augment_given_as_one_comma_separated_item_means_both():
     assert TrainParams(augment=("crop,flip",)).augment == ("crop", "flip")
+
+
+def test_training_copies_fuse_batch_norm_and_synchronized_copies_update_as_the_fused_kernel():
+    """One replica trains with the fused kernel where the layer runs fused (not below its epsilon floor); the
+    synchronized copy of such a layer updates its moving variance as the fused kernel does (Bessel-corrected), which
+    the plain synchronized layer does not."""
+    from edgeopt._tf import keras
+    from edgeopt.train.trainer import _clone
+
+    k, tf_ = keras(), _tf()
+    k.utils.set_random_seed(0)
+    x = k.Input((6, 6, 3))
+    y = k.layers.BatchNormalization(name="plain")(k.layers.Conv2D(4, 3, padding="same")(x))
+    y = k.layers.BatchNormalization(epsilon=1e-6, fused=False, name="tiny_eps")(y)
+    model = k.Model(x, y)
+    one = _clone(k, model, synchronized=False)
+    assert [one.get_layer(n).fused for n in ("plain", "tiny_eps")] == [True, False]
+    synced = _clone(k, model, synchronized=True)
+    assert all(synced.get_layer(n).synchronized for n in ("plain", "tiny_eps"))
+    assert type(synced.get_layer("plain")).__name__ == "BesselSynchronizedBatchNormalization"
+    assert type(synced.get_layer("tiny_eps")) is k.layers.BatchNormalization  # one replica runs it unfused
+
+    data = np.random.default_rng(0).normal(1.0, 2.0, (3, 8, 6, 6, 4)).astype(np.float32)
+    layers = {"fused": k.layers.BatchNormalization(momentum=0.9),
+              "corrected": type(synced.get_layer("plain"))(momentum=0.9, synchronized=True),
+              "uncorrected": k.layers.BatchNormalization(momentum=0.9, synchronized=True)}
+    for layer in layers.values():
+        layer.build((None, 6, 6, 4))
+        step = tf_.function(lambda b, layer=layer: layer(b, training=True))
+        for batch in data:
+            step(tf_.constant(batch))
+    var = {name: layer.moving_variance.numpy() for name, layer in layers.items()}
+    assert layers["fused"].fused and not layers["corrected"].fused
+    assert np.abs(var["corrected"] - var["fused"]).max() <= 1e-5
+    # without the correction: 3 updates at momentum 0.9 of a variance near 4 lack (1 - 0.9**3) * 4 / 287 = 0.0038
+    assert np.abs(var["uncorrected"] - var["fused"]).max() > 1e-3
+    assert np.allclose(layers["corrected"].moving_mean.numpy(), layers["fused"].moving_mean.numpy(), atol=1e-6)

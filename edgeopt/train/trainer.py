@@ -4,7 +4,8 @@ One custom loop on ``tf.distribute``: the model and optimizer live in the strate
 replica (``strategy.run``) with the loss summed over the replica's examples and divided by the **global** batch
 size, and the optimizer all-reduces the gradients. So one replica, N mirrored replicas and N workers take the same
 steps on the same global batches. Batch normalization is synchronized across replicas (its statistics are those
-of the global batch), for the same reason.
+of the global batch), for the same reason; one replica runs Keras' faster fused kernel, and the synchronized copies
+update their moving variance as that kernel does (see ``_clone``).
 
 A checkpoint (model, optimizer with its step counter, epoch) and ``state.json`` (history, early-stopping state) are
 written after every epoch; ``resume`` restores them, and since the batch order and augmentations of an epoch come
@@ -223,24 +224,73 @@ def weights_digest(model) -> str:
 def _clone(k, model, *, synchronized: bool, training: bool = True):
     """A copy of the functional ``model`` with its weights; batch normalization synchronized across replicas.
 
-    Every training copy runs batch normalization unfused: the synchronized layer cannot be fused, and the fused
-    kernel keeps its moving variance with Bessel's correction where the unfused one does not, so one replica and
-    N replicas would otherwise end with moving variances a factor N·b/(N·b-1) apart."""
+    One replica keeps Keras' fused batch normalization (on a CPU about 1.5x the training throughput of the unfused
+    layer for a MobileNetV2 at 28x28). The synchronized layer of N replicas cannot be fused, and the fused kernel
+    updates its moving variance with the batch variance under Bessel's correction where the unfused layer does not:
+    the synchronized copies apply the same correction (:func:`_bessel_synchronized`), so one replica and N replicas
+    end with the same moving statistics. A layer that one replica runs unfused (an epsilon below the fused kernel's
+    floor, a subclass, a layer inside a QAT wrapper, which the wrapper rebuilds) stays unfused and uncorrected on both
+    sides, equal again."""
+    from edgeopt.frontends.onnx.norm import FUSED_MIN_EPS
 
     def clone_layer(layer):
         config = layer.get_config()
-        norm, inner = layer, config
+        if not training:
+            return layer.__class__.from_config(config)
         if isinstance(layer, k.layers.Wrapper):  # a QAT wrapper: its layer's config is nested
-            norm, inner = layer.layer, config["layer"]["config"]
-        if isinstance(norm, k.layers.BatchNormalization) and training:
-            inner["synchronized"] = synchronized
-            if not synchronized:
-                inner["fused"] = False
-        return layer.__class__.from_config(config)
+            if isinstance(layer.layer, k.layers.BatchNormalization):
+                inner = config["layer"]["config"]
+                inner["synchronized"] = synchronized
+                if not synchronized:
+                    inner["fused"] = False
+            return layer.__class__.from_config(config)
+        if not isinstance(layer, k.layers.BatchNormalization):
+            return layer.__class__.from_config(config)
+        # fused where the layer itself runs fused, and never below the epsilon that a GPU's fused kernel raises
+        fused = (type(layer) is k.layers.BatchNormalization and bool(getattr(layer, "fused", False))
+                 and layer.epsilon >= FUSED_MIN_EPS)
+        if synchronized:
+            cls = _bessel_synchronized(k) if fused else layer.__class__
+            return cls.from_config({**config, "synchronized": True})
+        return layer.__class__.from_config({**config, "synchronized": False, "fused": None if fused else False})
 
     copy = k.models.clone_model(model, clone_function=clone_layer)
     copy.set_weights(model.get_weights())
     return copy
+
+
+_SYNCED: dict = {}
+
+
+def _bessel_synchronized(k):
+    """tf_keras' synchronized BatchNormalization whose moving variance follows the fused kernel's: each update takes
+    the global batch variance times n/(n-1), n the values per channel over all replicas. Normalization itself still
+    uses the biased variance, as both kernels do."""
+    if "cls" in _SYNCED:
+        return _SYNCED["cls"]
+    from edgeopt._tf import tf
+
+    tf_ = tf()
+
+    class BesselSynchronizedBatchNormalization(k.layers.BatchNormalization):
+        def _sync_calculate_mean_and_var(self, inputs, reduction_axes, keep_dims, mask=None):
+            ctx = tf_.distribute.get_replica_context()
+            if ctx is not None and mask is None:
+                shape = tf_.shape(inputs)
+                local = tf_.cast(tf_.reduce_prod(tf_.gather(shape, reduction_axes)), tf_.float32)
+                self._values_per_channel = ctx.all_reduce(tf_.distribute.ReduceOp.SUM, local)
+            else:
+                self._values_per_channel = None
+            return super()._sync_calculate_mean_and_var(inputs, reduction_axes, keep_dims, mask=mask)
+
+        def _assign_moving_average(self, variable, value, momentum, inputs_size):
+            n = getattr(self, "_values_per_channel", None)
+            if n is not None and variable is self.moving_variance:
+                value = value * tf_.cast(n / tf_.maximum(n - 1.0, 1.0), value.dtype)
+            return super()._assign_moving_average(variable, value, momentum, inputs_size)
+
+    _SYNCED["cls"] = BesselSynchronizedBatchNormalization
+    return _SYNCED["cls"]
 
 
 def _optimizer(k, params: TrainParams, schedule):

@@ -8,7 +8,7 @@ from edgeopt.frontends.onnx.context import NodeError, attr
 from edgeopt.frontends.onnx.layout import Value, plain_rows
 
 # Keras' fused batch norm raises epsilon to this floor (a cuDNN limit); below it the unfused path keeps it exact.
-_FUSED_MIN_EPS = 1.001e-5
+FUSED_MIN_EPS = 1.001e-5
 
 
 def _channel_axis(ctx, x: Value) -> int:
@@ -44,7 +44,7 @@ def batch_norm(ctx, node):
     eps = float(attr(node, "epsilon", 1e-5))
     momentum = float(attr(node, "momentum", 0.9))
     layer = ctx.keras.layers.BatchNormalization(axis=_channel_axis(ctx, x), epsilon=eps, momentum=momentum,
-                                                fused=None if eps >= _FUSED_MIN_EPS else False,
+                                                fused=None if eps >= FUSED_MIN_EPS else False,
                                                 name=ctx.name("bn"))
     y = ctx.apply(layer, x.t)
     layer.set_weights(params)
