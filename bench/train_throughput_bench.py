@@ -11,6 +11,9 @@ not the figure.
   Debian package's idx file, else the shipped 600-image subset), batch 64.
 - MobileNetV2-0.35 at 96x96: ``tf_keras.applications.MobileNetV2(alpha=0.35)``, 10 classes, random weights, on
   1,024 random 96x96 images (a .npy file, memory-mapped), batch 32.
+- The distillation students MobileNetV2-0.35 and ShuffleNetV2-0.5 (``edgeopt.distillation.students``, 28x28 with
+  the resolution-keeping stem, random weights) on 8,192 Fashion-MNIST training images, batch 128: the distillation
+  bench's setting, in which BatchNormalization on full-resolution maps is a large share of each step.
 
 Writes bench/results/train_throughput.json and .md.
 """
@@ -68,6 +71,31 @@ def _source_mobilenet(tmp: Path):
     return "MobileNetV2-0.35 (96x96)", model, spec, source, labels, np.arange(1024), 32, "random 96x96 images"
 
 
+def _source_student(student: str, title: str):
+    """A distillation student of the zoo on Fashion-MNIST at 28x28 (the resolution-keeping stem), batch 128: the
+    distillation bench's setting, where BatchNormalization is a large part of each step."""
+
+    def make(tmp: Path):
+        from edgeopt._tf import keras
+        from edgeopt.data import Preprocess, read_labels
+        from edgeopt.data.source import open_source
+        from edgeopt.distillation.students import build_student
+        from edgeopt.frontends.spec import TensorSpec
+
+        keras().utils.set_random_seed(0)
+        model = build_student(student, (28, 28, 1), 10)
+        images, labels_file = FASHION / "train-images-idx3-ubyte.gz", FASHION / "train-labels-idx1-ubyte.gz"
+        if not images.exists():
+            images = REPO / "edgeopt" / "assets" / "fashion_mnist_subset-images-idx3-ubyte.gz"
+            labels_file = REPO / "edgeopt" / "assets" / "fashion_mnist_subset-labels-idx1-ubyte.gz"
+        spec = TensorSpec("x", (1, 28, 28, 1), (1, 28, 28, 1), "float32", None)
+        source = open_source(images, spec, preprocess=Preprocess())
+        n = min(8192, len(source))
+        return title, model, spec, source, read_labels(labels_file), np.arange(n), 128, str(images)
+
+    return make
+
+
 def _train_data(spec, source, labels, indices):
     from edgeopt.train.data import BatchReader, TrainData
 
@@ -121,7 +149,9 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmpdir, quieted(True):
         tmp = Path(tmpdir)
-        for make in (_source_cnn, _source_mobilenet):
+        for make in (_source_cnn, _source_mobilenet,
+                     _source_student("mobilenet_v2_035", "student MobileNetV2-0.35 (Fashion-MNIST 28x28)"),
+                     _source_student("shufflenet_v2_x0_5", "student ShuffleNetV2-0.5 (Fashion-MNIST 28x28)")):
             name, model, spec, source, labels, indices, batch, data_name = make(tmp)
             data = _train_data(spec, source, labels, indices)
             fit, ours = [], []

@@ -224,8 +224,8 @@ def weights_digest(model) -> str:
 def _clone(k, model, *, synchronized: bool, training: bool = True):
     """A copy of the functional ``model`` with its weights; batch normalization synchronized across replicas.
 
-    One replica keeps Keras' fused batch normalization (on a CPU about 1.5x the training throughput of the unfused
-    layer for a MobileNetV2 at 28x28). The synchronized layer of N replicas cannot be fused, and the fused kernel
+    One replica keeps Keras' fused batch normalization, as ``model.fit`` does (the unfused layer's extra ops are a
+    large share of a small network's training step). The synchronized layer of N replicas cannot be fused, and the fused kernel
     updates its moving variance with the batch variance under Bessel's correction where the unfused layer does not:
     the synchronized copies apply the same correction (:func:`_bessel_synchronized`), so one replica and N replicas
     end with the same moving statistics. A layer that one replica runs unfused (an epsilon below the fused kernel's
