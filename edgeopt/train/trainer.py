@@ -18,6 +18,7 @@ from the seed alone, the resumed run takes exactly the steps the uninterrupted r
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,9 +247,10 @@ def _clone(k, model, *, synchronized: bool, training: bool = True):
             return layer.__class__.from_config(config)
         if not isinstance(layer, k.layers.BatchNormalization):
             return layer.__class__.from_config(config)
-        # fused where the layer itself runs fused, and never below the epsilon that a GPU's fused kernel raises
+        # fused where the layer itself runs fused, never below the epsilon that a GPU's fused kernel raises, and
+        # never on a masked input (the fused kernel ignores masks)
         fused = (type(layer) is k.layers.BatchNormalization and bool(getattr(layer, "fused", False))
-                 and layer.epsilon >= FUSED_MIN_EPS)
+                 and layer.epsilon >= FUSED_MIN_EPS and not _masked(layer))
         if synchronized:
             cls = _bessel_synchronized(k) if fused else layer.__class__
             return cls.from_config({**config, "synchronized": True})
@@ -259,13 +261,22 @@ def _clone(k, model, *, synchronized: bool, training: bool = True):
     return copy
 
 
+def _masked(layer) -> bool:
+    try:
+        return layer.input_mask is not None
+    except (AttributeError, ValueError):  # several inbound nodes: assume the worst
+        return True
+
+
 _SYNCED: dict = {}
+_REPLICA = threading.local()  # each replica of a MirroredStrategy step runs in its own thread
 
 
 def _bessel_synchronized(k):
     """tf_keras' synchronized BatchNormalization whose moving variance follows the fused kernel's: each update takes
-    the global batch variance times n/(n-1), n the values per channel over all replicas. Normalization itself still
-    uses the biased variance, as both kernels do."""
+    the global batch variance times n/(n-1), n the values per channel over all replicas (the trainer splits every
+    global batch evenly, so n is a replica's count times the replicas). Normalization itself still uses the biased
+    variance, as both kernels do."""
     if "cls" in _SYNCED:
         return _SYNCED["cls"]
     from edgeopt._tf import tf
@@ -274,17 +285,19 @@ def _bessel_synchronized(k):
 
     class BesselSynchronizedBatchNormalization(k.layers.BatchNormalization):
         def _sync_calculate_mean_and_var(self, inputs, reduction_axes, keep_dims, mask=None):
+            counts = getattr(_REPLICA, "values_per_channel", None)
+            if counts is None:
+                counts = _REPLICA.values_per_channel = {}
             ctx = tf_.distribute.get_replica_context()
             if ctx is not None and mask is None:
-                shape = tf_.shape(inputs)
-                local = tf_.cast(tf_.reduce_prod(tf_.gather(shape, reduction_axes)), tf_.float32)
-                self._values_per_channel = ctx.all_reduce(tf_.distribute.ReduceOp.SUM, local)
+                local = tf_.reduce_prod(tf_.gather(tf_.shape(inputs), reduction_axes))
+                counts[id(self)] = tf_.cast(local * ctx.num_replicas_in_sync, tf_.float32)
             else:
-                self._values_per_channel = None
+                counts.pop(id(self), None)
             return super()._sync_calculate_mean_and_var(inputs, reduction_axes, keep_dims, mask=mask)
 
         def _assign_moving_average(self, variable, value, momentum, inputs_size):
-            n = getattr(self, "_values_per_channel", None)
+            n = getattr(_REPLICA, "values_per_channel", {}).get(id(self))  # set by this call, in this thread
             if n is not None and variable is self.moving_variance:
                 value = value * tf_.cast(n / tf_.maximum(n - 1.0, 1.0), value.dtype)
             return super()._assign_moving_average(variable, value, momentum, inputs_size)
