@@ -230,8 +230,8 @@ def _clone(k, model, *, synchronized: bool, training: bool = True):
     fused kernel updates its moving variance with the batch variance under Bessel's correction where the unfused
     layer does not: the synchronized copies apply the same correction (:func:`_bessel_synchronized`), so one replica
     and N replicas end with the same moving statistics. A layer that one replica runs unfused (an epsilon below the
-    fused kernel's floor, a subclass, a layer inside a QAT wrapper, which the wrapper rebuilds) stays unfused and
-    uncorrected on both sides, equal again."""
+    fused kernel's floor, a masked input, a subclass, a layer inside a QAT wrapper, which the wrapper rebuilds)
+    stays unfused and uncorrected on both sides, equal again."""
     from edgeopt.frontends.onnx.norm import FUSED_MIN_EPS
 
     def clone_layer(layer):
