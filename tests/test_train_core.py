@@ -250,7 +250,8 @@ def test_training_copies_fuse_batch_norm_and_synchronized_copies_update_as_the_f
     k.utils.set_random_seed(0)
     x = k.Input((6, 6, 3))
     y = k.layers.BatchNormalization(name="plain")(k.layers.Conv2D(4, 3, padding="same")(x))
-    y = k.layers.BatchNormalization(epsilon=1e-6, name="tiny_eps")(y)  # would run fused: its epsilon forbids it
+    # fused in the model itself; its epsilon is too small for the trainer to fuse it
+    y = k.layers.BatchNormalization(epsilon=1e-6, name="tiny_eps")(y)
     model = k.Model(x, y)
     assert model.get_layer("tiny_eps").fused
     one = _clone(k, model, synchronized=False)
