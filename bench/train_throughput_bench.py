@@ -32,17 +32,23 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 PAIRS = 5
 
 
+def _fashion_files() -> tuple[Path, Path]:
+    """The Fashion-MNIST training images and labels: the Debian package's idx files, else the shipped subset."""
+    images, labels = FASHION / "train-images-idx3-ubyte.gz", FASHION / "train-labels-idx1-ubyte.gz"
+    if not images.exists():
+        assets = REPO / "edgeopt" / "assets"
+        images = assets / "fashion_mnist_subset-images-idx3-ubyte.gz"
+        labels = assets / "fashion_mnist_subset-labels-idx1-ubyte.gz"
+    return images, labels
+
+
 def _source_cnn(tmp: Path):
     import edgeopt
     from edgeopt.data import Preprocess
     from edgeopt.data.source import open_source
 
     imported = edgeopt.load(REPO / "edgeopt" / "assets" / "fashion_mnist_cnn.onnx")
-    images = FASHION / "train-images-idx3-ubyte.gz"
-    labels_file = FASHION / "train-labels-idx1-ubyte.gz"
-    if not images.exists():
-        images = REPO / "edgeopt" / "assets" / "fashion_mnist_subset-images-idx3-ubyte.gz"
-        labels_file = REPO / "edgeopt" / "assets" / "fashion_mnist_subset-labels-idx1-ubyte.gz"
+    images, labels_file = _fashion_files()
     from edgeopt.data import read_labels
 
     spec = imported.inputs[0]
@@ -84,10 +90,7 @@ def _source_student(student: str, title: str):
 
         keras().utils.set_random_seed(0)
         model = build_student(student, (28, 28, 1), 10)
-        images, labels_file = FASHION / "train-images-idx3-ubyte.gz", FASHION / "train-labels-idx1-ubyte.gz"
-        if not images.exists():
-            images = REPO / "edgeopt" / "assets" / "fashion_mnist_subset-images-idx3-ubyte.gz"
-            labels_file = REPO / "edgeopt" / "assets" / "fashion_mnist_subset-labels-idx1-ubyte.gz"
+        images, labels_file = _fashion_files()
         spec = TensorSpec("x", (1, 28, 28, 1), (1, 28, 28, 1), "float32", None)
         source = open_source(images, spec, preprocess=Preprocess())
         n = min(8192, len(source))

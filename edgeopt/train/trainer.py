@@ -21,6 +21,7 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -268,17 +269,15 @@ def _masked(layer) -> bool:
         return True
 
 
-_SYNCED: dict = {}
 _REPLICA = threading.local()  # each replica of a MirroredStrategy step runs in its own thread
 
 
+@lru_cache(maxsize=None)
 def _bessel_synchronized(k):
     """tf_keras' synchronized BatchNormalization whose moving variance follows the fused kernel's: each update takes
     the global batch variance times n/(n-1), n the values per channel over all replicas (the trainer splits every
     global batch evenly, so n is a replica's count times the replicas). Normalization itself still uses the biased
     variance, as both kernels do."""
-    if "cls" in _SYNCED:
-        return _SYNCED["cls"]
     from edgeopt._tf import tf
 
     tf_ = tf()
@@ -302,8 +301,7 @@ def _bessel_synchronized(k):
                 value = value * tf_.cast(n / tf_.maximum(n - 1.0, 1.0), value.dtype)
             return super()._assign_moving_average(variable, value, momentum, inputs_size)
 
-    _SYNCED["cls"] = BesselSynchronizedBatchNormalization
-    return _SYNCED["cls"]
+    return BesselSynchronizedBatchNormalization
 
 
 def _optimizer(k, params: TrainParams, schedule):
